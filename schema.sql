@@ -1,0 +1,2 @@
+-- batchd's SQLite schema. The daemon (jobs, sources, tasks, parts, events) adds its
+-- tables here; `batchd split` keeps no state beyond the part files themselves.

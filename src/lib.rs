@@ -1,0 +1,42 @@
+//! batchd turns large deliveries of files into small, resumable, trackable batches.
+//!
+//! # Layout
+//!
+//! - [`split`]: the splitting engine — source readers (ZIP, TAR, TAR.GZ,
+//!   directories), the manifest, the planner and the part writer.
+//! - [`cli`]: the command line, one file per subcommand.
+//! - [`error`]: the error type with stable codes shared by every interface.
+
+pub mod cli;
+pub mod error;
+pub mod split;
+
+pub use cli::{run, Cli};
+pub use error::{Error, Result};
+
+/// Documented process exit codes.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// An I/O or internal failure; retrying may help.
+    pub const FAILURE: i32 = 1;
+    /// The command line or configuration is wrong.
+    pub const USAGE: i32 = 2;
+    /// The source is bad (unsafe names, corrupt archive, manifest problems, …).
+    pub const BAD_INPUT: i32 = 3;
+    /// The output filesystem is full.
+    pub const DISK_FULL: i32 = 4;
+    /// Stopped by SIGINT/SIGTERM; finished parts are kept.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// Maps an error to its documented exit code.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    match err.downcast_ref::<Error>() {
+        Some(Error::DiskFull { .. }) => exit::DISK_FULL,
+        Some(Error::Cancelled) => exit::INTERRUPTED,
+        Some(Error::InvalidArgument(_)) => exit::USAGE,
+        Some(e) if e.is_bad_input() => exit::BAD_INPUT,
+        _ => exit::FAILURE,
+    }
+}

@@ -1,0 +1,390 @@
+//! The splitter: turns one source (ZIP, TAR, TAR.GZ or directory) into part ZIPs of
+//! at most `batch_size` manifest rows each. This module owns the order of things —
+//! index, plan, keep verified parts from an earlier run, pack the rest, and on
+//! failure leave no part behind — so the CLI and the daemon share one behaviour.
+//!
+//! Guarantees: parts appear under their final name only when complete (temp name,
+//! fsync, rename, directory fsync); identical input and settings give
+//! byte-identical parts; nothing is written outside the output directory.
+
+pub mod manifest;
+pub mod names;
+mod pack;
+pub mod plan;
+pub mod source;
+mod stream;
+pub mod tarread;
+pub mod zipread;
+pub mod zipwrite;
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+pub use plan::{Plan, SkippedRow};
+pub use source::{Limits, Source, SourceKind};
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_MANIFEST: &str = "manifest.csv";
+pub const DEFAULT_BATCH_SIZE: usize = 2000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// New entries are stored as they are (images are already compressed).
+    #[default]
+    Stored,
+    /// New entries are deflated; entries of a ZIP source keep their own method.
+    Deflate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMissing {
+    /// A row naming a file that is not in the source fails the split.
+    #[default]
+    Fail,
+    /// Such rows are left out of the parts and counted.
+    Skip,
+}
+
+#[derive(Debug, Clone)]
+pub struct SplitOptions {
+    pub source: PathBuf,
+    pub out: PathBuf,
+    pub batch_size: usize,
+    pub manifest: String,
+    pub file_column: Option<String>,
+    pub compression: Compression,
+    pub on_missing_file: OnMissing,
+    pub jobs: usize,
+    pub dry_run: bool,
+    pub limits: Limits,
+}
+
+impl SplitOptions {
+    pub fn new(source: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+        SplitOptions {
+            source: source.into(),
+            out: out.into(),
+            batch_size: DEFAULT_BATCH_SIZE,
+            manifest: DEFAULT_MANIFEST.into(),
+            file_column: None,
+            compression: Compression::Stored,
+            on_missing_file: OnMissing::Fail,
+            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            dry_run: false,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Live counters, read by a progress bar or the daemon while a split runs; setting
+/// `cancel` stops packing at the next entry boundary.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub total_rows: AtomicU64,
+    pub total_bytes: AtomicU64,
+    pub rows_done: AtomicU64,
+    pub bytes_done: AtomicU64,
+    pub parts_done: AtomicU64,
+    pub total_parts: AtomicU64,
+    pub cancel: AtomicBool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartSummary {
+    pub n: usize,
+    pub path: PathBuf,
+    pub rows: usize,
+    pub files: usize,
+    /// Manifest lines of the first and last row in this part.
+    pub lines: [u64; 2],
+    /// Size of the part file (for a dry run: the files' bytes it will hold).
+    pub bytes: u64,
+    pub sha256: Option<String>,
+    /// True when a complete, matching part from an earlier run was kept.
+    pub kept: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub source: PathBuf,
+    pub kind: SourceKind,
+    pub out: PathBuf,
+    pub manifest: String,
+    pub file_column: String,
+    pub batch_size: usize,
+    pub dry_run: bool,
+    pub rows: usize,
+    pub skipped_rows: usize,
+    pub skipped: Vec<SkippedRow>,
+    pub unreferenced_files: usize,
+    /// The first few files no row names (they are not packed).
+    pub unreferenced: Vec<String>,
+    pub parts: Vec<PartSummary>,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+/// Indexes the source and plans its parts without writing anything.
+pub fn plan(opts: &SplitOptions) -> Result<(Source, Plan)> {
+    if opts.batch_size == 0 {
+        return Err(Error::InvalidArgument("--batch-size must be at least 1".into()));
+    }
+    let manifest_name = opts.manifest.clone();
+    let capture = move |name: &str| manifest::is_candidate(name, &manifest_name);
+    let src = Source::open(&opts.source, &opts.limits, &capture, Some(&opts.out))?;
+    let plan = plan::build(&src, opts)?;
+    Ok((src, plan))
+}
+
+/// Splits `opts.source` into parts in `opts.out`.
+pub fn split(opts: &SplitOptions, progress: &Progress) -> Result<Summary> {
+    let started = Instant::now();
+    if opts.dry_run {
+        let (src, plan) = plan(opts)?;
+        let parts = part_summaries(&plan, opts);
+        return Ok(summary(opts, &src, &plan, parts, started));
+    }
+    if opts.batch_size == 0 {
+        return Err(Error::InvalidArgument("--batch-size must be at least 1".into()));
+    }
+    fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, "creating the output directory", e))?;
+    let _lock = lock_dir(&opts.out)?;
+    let kind = source::detect(&opts.source)?;
+    let stem = source::stem(&opts.source);
+    remove_temps(&opts.out, &stem);
+
+    // A TAR.GZ with no parts from an earlier run is indexed and packed in one pass.
+    let mut published: Vec<(usize, zipwrite::Written)> = Vec::new();
+    let (src, plan) = if kind == SourceKind::TarGz && !has_parts(&opts.out, &stem) {
+        match stream::single_pass(opts, progress) {
+            Ok(r) => {
+                published.extend(r.done);
+                (r.source, r.plan)
+            }
+            Err(err) => return Err(fail(opts, &stem, None, err)),
+        }
+    } else {
+        plan(opts)?
+    };
+    let total_payload: u64 = plan.parts.iter().map(|p| p.payload_bytes).sum();
+    progress.total_rows.store(plan.rows as u64, Ordering::Relaxed);
+    progress.total_parts.store(plan.parts.len() as u64, Ordering::Relaxed);
+    progress.total_bytes.store(total_payload, Ordering::Relaxed);
+    remove_stale(&opts.out, &src.stem, plan.parts.len())?;
+
+    let mut parts = part_summaries(&plan, opts);
+    let mut todo = Vec::new();
+    for (p, s) in plan.parts.iter().zip(parts.iter_mut()) {
+        if published.iter().any(|(n, _)| *n == p.n) {
+            continue;
+        }
+        match verify_existing(&s.path, &p.comment) {
+            Some(w) => {
+                s.bytes = w.bytes;
+                s.sha256 = Some(w.sha256);
+                s.kept = true;
+                progress.rows_done.fetch_add(p.rows as u64, Ordering::Relaxed);
+                progress.parts_done.fetch_add(1, Ordering::Relaxed);
+            }
+            None => todo.push(p),
+        }
+    }
+    let todo_bytes: u64 = todo.iter().map(|p| p.payload_bytes).sum();
+    progress.bytes_done.store(total_payload - todo_bytes, Ordering::Relaxed);
+    let results: Vec<Result<zipwrite::Written>> = if todo.is_empty() {
+        Vec::new()
+    } else if src.random_access() {
+        pack::pack_random(&src, &plan, &todo, opts, progress)
+    } else {
+        match stream::second_pass(&src, &plan, &todo, opts, progress) {
+            Ok(w) => w.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        }
+    };
+    // The first real error by part order is the one reported, so reports are stable.
+    let mut first_err: Option<Error> = None;
+    for (p, r) in todo
+        .iter()
+        .zip(results.into_iter().chain(std::iter::repeat_with(|| Err(Error::Cancelled))))
+    {
+        match r {
+            Ok(w) => published.push((p.n, w)),
+            Err(e) => {
+                if first_err
+                    .as_ref()
+                    .is_none_or(|f| matches!(f, Error::Cancelled) && !matches!(e, Error::Cancelled))
+                {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(err) = first_err {
+        return Err(fail(opts, &stem, Some(&parts), err));
+    }
+    for (n, w) in published {
+        let s = &mut parts[n - 1];
+        s.bytes = w.bytes;
+        s.sha256 = Some(w.sha256);
+    }
+    Ok(summary(opts, &src, &plan, parts, started))
+}
+
+/// Cleans up after a failed split: temp files always; parts too unless the split
+/// was cancelled (a rerun resumes from them), because a failed delivery must not
+/// leave anything that looks like a finished part.
+fn fail(opts: &SplitOptions, stem: &str, parts: Option<&[PartSummary]>, err: Error) -> Error {
+    remove_temps(&opts.out, stem);
+    if !matches!(err, Error::Cancelled) {
+        match parts {
+            Some(parts) => {
+                for s in parts {
+                    let _ = fs::remove_file(&s.path);
+                }
+            }
+            None => remove_parts(&opts.out, stem),
+        }
+        let _ = zipwrite::sync_dir(&opts.out);
+    }
+    err
+}
+
+fn part_summaries(plan: &Plan, opts: &SplitOptions) -> Vec<PartSummary> {
+    plan.parts
+        .iter()
+        .map(|p| PartSummary {
+            n: p.n,
+            path: p.path(&opts.out),
+            rows: p.rows,
+            files: p.files.len(),
+            lines: [p.first_line, p.last_line],
+            bytes: p.payload_bytes,
+            sha256: None,
+            kept: false,
+        })
+        .collect()
+}
+
+fn summary(opts: &SplitOptions, src: &Source, plan: &Plan, parts: Vec<PartSummary>, started: Instant) -> Summary {
+    Summary {
+        source: opts.source.clone(),
+        kind: src.kind,
+        out: opts.out.clone(),
+        manifest: plan.manifest.display.clone(),
+        file_column: plan.file_column.clone(),
+        batch_size: opts.batch_size,
+        dry_run: opts.dry_run,
+        rows: plan.rows,
+        skipped_rows: plan.skipped.len(),
+        skipped: plan.skipped.iter().take(100).cloned().collect(),
+        unreferenced_files: plan.unreferenced.len(),
+        unreferenced: plan.unreferenced.iter().take(20).cloned().collect(),
+        bytes: parts.iter().map(|p| p.bytes).sum(),
+        parts,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+fn has_parts(out: &Path, stem: &str) -> bool {
+    fs::read_dir(out).is_ok_and(|items| {
+        items
+            .flatten()
+            .any(|i| part_number(&i.file_name().to_string_lossy(), stem).is_some())
+    })
+}
+
+/// Removes every part of `stem` that we wrote (it carries our ZIP comment).
+fn remove_parts(out: &Path, stem: &str) {
+    let Ok(items) = fs::read_dir(out) else { return };
+    for item in items.flatten() {
+        if part_number(&item.file_name().to_string_lossy(), stem).is_some()
+            && read_comment(&item.path()).is_some_and(|c| c.starts_with("batchd part "))
+        {
+            let _ = fs::remove_file(item.path());
+        }
+    }
+}
+
+/// Takes an exclusive lock on the output directory for the life of the split, so
+/// two splitters never write the same parts.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let f = File::open(dir).map_err(|e| Error::io(dir, "opening the output directory", e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::OutputLocked { dir: dir.to_owned() }),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(dir, "locking the output directory", e)),
+    }
+}
+
+fn part_number(file_name: &str, stem: &str) -> Option<usize> {
+    file_name
+        .strip_prefix(stem)?
+        .strip_prefix("-part")?
+        .strip_suffix(".zip")?
+        .parse()
+        .ok()
+}
+
+/// Removes temp files of earlier interrupted runs, and parts of an earlier run with
+/// other settings that lie beyond this plan's last part (only files we wrote: they
+/// carry our ZIP comment).
+fn remove_stale(out: &Path, stem: &str, parts: usize) -> Result<()> {
+    remove_temps(out, stem);
+    for item in fs::read_dir(out).map_err(|e| Error::io(out, "listing", e))?.flatten() {
+        let name = item.file_name().to_string_lossy().into_owned();
+        if part_number(&name, stem).is_some_and(|n| n > parts) && read_comment(&item.path()).is_some_and(|c| c.starts_with("batchd part "))
+        {
+            fs::remove_file(item.path()).map_err(|e| Error::io(item.path(), "removing the stale part", e))?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_temps(out: &Path, stem: &str) {
+    let Ok(items) = fs::read_dir(out) else { return };
+    for item in items.flatten() {
+        let name = item.file_name().to_string_lossy().into_owned();
+        if let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".batchd-tmp")) {
+            if part_number(inner, stem).is_some() {
+                let _ = fs::remove_file(item.path());
+            }
+        }
+    }
+}
+
+fn read_comment(path: &Path) -> Option<String> {
+    let f = File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let dir = zipread::find_directory(&f, path, len).ok()?;
+    String::from_utf8(dir.comment).ok()
+}
+
+/// A part left by an earlier run is kept only if it carries this plan's fingerprint
+/// and every entry reads back with a matching CRC.
+fn verify_existing(path: &Path, comment: &str) -> Option<zipwrite::Written> {
+    if read_comment(path)? != comment {
+        return None;
+    }
+    let entries = zipread::index(path, &Limits::default()).ok()?;
+    let f = File::open(path).ok()?;
+    let mut buf = Vec::new();
+    for e in &entries {
+        let source::Loc::Zip { data_start, csize, method } = e.loc else {
+            return None;
+        };
+        zipread::copy_raw_verified(&f, path, e, data_start, csize, method, &mut buf, &mut io::sink(), path).ok()?;
+    }
+    let bytes = f.metadata().ok()?.len();
+    Some(zipwrite::Written {
+        bytes,
+        sha256: zipwrite::hash_file(path).ok()?,
+    })
+}

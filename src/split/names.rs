@@ -1,0 +1,140 @@
+//! Entry names: the one place that decides whether a name from an archive is safe to
+//! use as a relative path, and turns it into the canonical form the rest of the
+//! splitter compares and writes. Also the DOS date/time conversion ZIP needs, so
+//! that timestamps always come from the source and never from the clock.
+
+use crate::error::{Error, Result};
+
+/// What a raw archive name turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Name {
+    File(String),
+    Dir(String),
+    /// The archive root itself (`./` in tars made with `tar -C dir .`).
+    Root,
+}
+
+/// Normalises an archive entry name: strips `./` and empty segments, and rejects
+/// anything that could address a place outside the output directory.
+pub fn normalize(raw: &str) -> Result<Name> {
+    let unsafe_path = |reason: &str| Error::UnsafePath {
+        entry: raw.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if raw.contains('\0') {
+        return Err(unsafe_path("contains a NUL byte"));
+    }
+    if raw.contains('\\') {
+        return Err(unsafe_path("contains a backslash"));
+    }
+    if raw.starts_with('/') {
+        return Err(unsafe_path("is an absolute path"));
+    }
+    let b = raw.as_bytes();
+    if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
+        return Err(unsafe_path("starts with a drive letter"));
+    }
+    let is_dir = raw.ends_with('/');
+    let mut parts = Vec::new();
+    for seg in raw.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return Err(unsafe_path("contains a '..' component")),
+            s => parts.push(s),
+        }
+    }
+    if parts.is_empty() {
+        return Ok(Name::Root);
+    }
+    let joined = parts.join("/");
+    Ok(if is_dir { Name::Dir(joined) } else { Name::File(joined) })
+}
+
+/// The last path segment of a normalised name.
+pub fn basename(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+/// The directory part of a normalised name including its trailing slash ("" at top).
+pub fn dirname(name: &str) -> &str {
+    match name.rfind('/') {
+        Some(i) => &name[..=i],
+        None => "",
+    }
+}
+
+/// A ZIP (MS-DOS) timestamp: `time` and `date` fields as stored in headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DosTime {
+    pub time: u16,
+    pub date: u16,
+}
+
+impl DosTime {
+    /// 1980-01-01 00:00:00, the earliest time ZIP can hold.
+    pub const EPOCH: DosTime = DosTime {
+        time: 0,
+        date: (1 << 5) | 1,
+    };
+
+    /// Converts Unix seconds (UTC) to a DOS timestamp, clamped to 1980..=2107.
+    pub fn from_unix(secs: i64) -> DosTime {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        if y < 1980 {
+            return DosTime::EPOCH;
+        }
+        if y > 2107 {
+            return DosTime {
+                time: (23 << 11) | (59 << 5) | 29,
+                date: (127 << 9) | (12 << 5) | 31,
+            };
+        }
+        let (h, mi, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+        DosTime {
+            time: ((h as u16) << 11) | ((mi as u16) << 5) | ((s / 2) as u16),
+            date: (((y - 1980) as u16) << 9) | ((m as u16) << 5) | d as u16,
+        }
+    }
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian, UTC).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_and_rejects() {
+        assert_eq!(normalize("./a//b/./c.jpg").unwrap(), Name::File("a/b/c.jpg".into()));
+        assert_eq!(normalize("images/").unwrap(), Name::Dir("images".into()));
+        assert_eq!(normalize("./").unwrap(), Name::Root);
+        for bad in ["../x", "a/../../x", "/etc/passwd", "C:/x", "c:x", "a\\b", "a\0b"] {
+            let err = normalize(bad).unwrap_err();
+            assert_eq!(err.code(), "UNSAFE_PATH", "{bad}");
+            assert_eq!(err.entry(), Some(bad));
+        }
+    }
+
+    #[test]
+    fn dos_time_matches_known_dates() {
+        // 2021-03-04 05:06:08 UTC
+        let t = DosTime::from_unix(1_614_834_368);
+        assert_eq!(t.date, ((2021 - 1980) << 9) | (3 << 5) | 4);
+        assert_eq!(t.time, (5 << 11) | (6 << 5) | 4);
+        assert_eq!(DosTime::from_unix(0), DosTime::EPOCH);
+    }
+}

@@ -1,0 +1,757 @@
+//! TAR.GZ packing. A compressed tar can only be read front to back, and decoding it
+//! is the expensive part, so the common case is done in **one** decoding pass:
+//! when the manifest comes before the files (as exports usually write it), every
+//! entry is routed to its part as it is decoded, while the same pass builds the
+//! index and checks every CRC and the gzip trailer. Decoding and writing run on two
+//! threads joined by a bounded channel, so the two cores overlap.
+//!
+//! The routing in that pass is a guess made before the whole source is known (the
+//! file column and bare-name matches could still change with later entries), so
+//! parts are only sealed under temporary names; once the stream has ended the real
+//! plan is built from the complete index, each sealed part is compared with it and
+//! published only if it matches exactly. Anything that did not match — a manifest
+//! stored last, rows skipped as missing, ambiguous names — is packed by a second
+//! pass that routes by the real plan.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+use super::manifest::{self, Manifest};
+use super::names::{self, DosTime};
+use super::pack::{changed, check_cancel, manifest_time};
+use super::plan::{self, part_entry_name, PartPlan, Plan};
+use super::source::{Entry, Loc, Source, SourceKind};
+use super::tarread::{self, TarKind, TarStream};
+use super::zipread::check_size;
+use super::zipwrite::{Body, PartWriter, Sealed, Written};
+use super::{Compression, OnMissing, Progress, SplitOptions};
+use crate::error::{Error, Result};
+
+/// Entries up to this size travel to the writer as one message with their CRC.
+const WHOLE: u64 = 1 << 20;
+const CHUNK: usize = 256 * 1024;
+/// Data of entries seen before the manifest that we hold on to, hoping it follows.
+const PENDING_MAX: u64 = 16 << 20;
+/// Messages in flight between the decoder and the writer (bounds memory).
+const CHANNEL: usize = 16;
+
+/// What the decoder tells the writer thread.
+enum Msg {
+    Begin {
+        targets: Vec<usize>,
+        name: String,
+        time: DosTime,
+        crc: Option<u32>,
+        size: u64,
+    },
+    Data(Vec<u8>),
+    End,
+    /// Begin, Data and End of a small entry in one message.
+    Whole {
+        targets: Vec<usize>,
+        name: String,
+        time: DosTime,
+        crc: u32,
+        data: Vec<u8>,
+    },
+    /// Seal part `t`; publish it right away when `publish` is set.
+    Finish {
+        t: usize,
+        comment: String,
+        publish: bool,
+    },
+}
+
+/// What the writer needs to open part `t`.
+struct PartSpec {
+    path: std::path::PathBuf,
+    manifest_name: String,
+    manifest: Vec<u8>,
+    time: DosTime,
+    rows: usize,
+}
+
+enum Done {
+    Sealed(Sealed),
+    Published(Written),
+}
+
+/// Owns the part files; runs until the channel closes or an error occurs.
+fn writer(
+    rx: Receiver<Msg>,
+    recycle: SyncSender<Vec<u8>>,
+    specs: Vec<PartSpec>,
+    deflate: bool,
+    progress: &Progress,
+) -> Result<Vec<Option<Done>>> {
+    let mut writers: Vec<Option<PartWriter>> = specs.iter().map(|_| None).collect();
+    let mut done: Vec<Option<Done>> = specs.iter().map(|_| None).collect();
+    let mut current: Vec<usize> = Vec::new();
+    let body = if deflate { Body::Deflate } else { Body::Store };
+    let result = (|| -> Result<()> {
+        for msg in rx {
+            match msg {
+                Msg::Begin {
+                    targets,
+                    name,
+                    time,
+                    crc,
+                    size,
+                } => {
+                    for &t in &targets {
+                        open_part(&mut writers, &specs, t, deflate)?.begin(&name, time, body, crc, size)?;
+                    }
+                    current = targets;
+                }
+                Msg::Data(d) => {
+                    for &t in &current {
+                        writers[t].as_mut().expect("opened").data(&d)?;
+                    }
+                    // Hand the buffer back: fresh allocations cost a page fault per 4 KiB.
+                    let _ = recycle.try_send(d);
+                }
+                Msg::End => {
+                    for &t in &current {
+                        writers[t].as_mut().expect("opened").end()?;
+                    }
+                }
+                Msg::Whole {
+                    targets,
+                    name,
+                    time,
+                    crc,
+                    data,
+                } => {
+                    for &t in &targets {
+                        open_part(&mut writers, &specs, t, deflate)?.begin(&name, time, body, Some(crc), data.len() as u64)?;
+                        let w = writers[t].as_mut().expect("opened");
+                        w.data(&data)?;
+                        w.end()?;
+                    }
+                    let _ = recycle.try_send(data);
+                }
+                Msg::Finish { t, comment, publish } => {
+                    let w = writers[t].take().expect("a part is opened by its first file");
+                    let sealed = w.seal(&comment)?;
+                    done[t] = Some(if publish {
+                        progress.rows_done.fetch_add(specs[t].rows as u64, Ordering::Relaxed);
+                        progress.parts_done.fetch_add(1, Ordering::Relaxed);
+                        Done::Published(sealed.publish()?)
+                    } else {
+                        Done::Sealed(sealed)
+                    });
+                }
+            }
+        }
+        Ok(())
+    })();
+    for w in writers.into_iter().flatten() {
+        w.abandon();
+    }
+    match result {
+        Ok(()) => Ok(done),
+        Err(e) => {
+            discard_all(done);
+            Err(e)
+        }
+    }
+}
+
+/// The writer of part `t`, opened (with its manifest) on first use.
+fn open_part<'w>(writers: &'w mut [Option<PartWriter>], specs: &[PartSpec], t: usize, deflate: bool) -> Result<&'w mut PartWriter> {
+    if writers[t].is_none() {
+        let spec = &specs[t];
+        let mut w = PartWriter::create(&spec.path)?;
+        w.add_bytes(&spec.manifest_name, spec.time, deflate, &spec.manifest)?;
+        writers[t] = Some(w);
+    }
+    Ok(writers[t].as_mut().expect("opened above"))
+}
+
+fn discard_all(done: Vec<Option<Done>>) {
+    for d in done.into_iter().flatten() {
+        if let Done::Sealed(s) = d {
+            s.discard();
+        }
+    }
+}
+
+/// Buffers coming back from the writer, reused for the next entries.
+struct Pool(Receiver<Vec<u8>>);
+
+impl Pool {
+    fn take(&self, len: usize) -> Vec<u8> {
+        let mut v = self.0.try_recv().unwrap_or_default();
+        v.resize(len, 0);
+        v
+    }
+}
+
+fn channels() -> (SyncSender<Msg>, Receiver<Msg>, SyncSender<Vec<u8>>, Pool) {
+    let (tx, rx) = sync_channel::<Msg>(CHANNEL);
+    let (back_tx, back_rx) = sync_channel::<Vec<u8>>(CHANNEL + 2);
+    (tx, rx, back_tx, Pool(back_rx))
+}
+
+/// Reads the current entry's data: sends it to `targets` (if any) and returns its CRC.
+#[allow(clippy::too_many_arguments)]
+fn forward<R: tarread::TarInput>(
+    tar: &mut TarStream<R>,
+    tx: &SyncSender<Msg>,
+    pool: &Pool,
+    targets: Vec<usize>,
+    name: &str,
+    time: DosTime,
+    size: u64,
+) -> Result<std::result::Result<u32, ()>> {
+    let mut crc = crc32fast::Hasher::new();
+    if targets.is_empty() {
+        let mut buf = pool.take(CHUNK);
+        loop {
+            let n = tar.read_data(&mut buf)?;
+            if n == 0 {
+                return Ok(Ok(crc.finalize()));
+            }
+            crc.update(&buf[..n]);
+        }
+    }
+    if size <= WHOLE {
+        let data = read_whole(tar, pool.take(size as usize))?;
+        crc.update(&data);
+        let c = crc.finalize();
+        let sent = tx
+            .send(Msg::Whole {
+                targets,
+                name: name.to_owned(),
+                time,
+                crc: c,
+                data,
+            })
+            .is_ok();
+        return Ok(if sent { Ok(c) } else { Err(()) });
+    }
+    if tx
+        .send(Msg::Begin {
+            targets,
+            name: name.to_owned(),
+            time,
+            crc: None,
+            size,
+        })
+        .is_err()
+    {
+        return Ok(Err(()));
+    }
+    loop {
+        let mut buf = pool.take(CHUNK);
+        let n = tar.read_data(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        crc.update(&buf);
+        if tx.send(Msg::Data(buf)).is_err() {
+            return Ok(Err(()));
+        }
+    }
+    Ok(if tx.send(Msg::End).is_ok() { Ok(crc.finalize()) } else { Err(()) })
+}
+
+fn read_whole<R: tarread::TarInput>(tar: &mut TarStream<R>, mut data: Vec<u8>) -> Result<Vec<u8>> {
+    let mut got = 0;
+    while got < data.len() {
+        got += tar.read_data(&mut data[got..])?;
+    }
+    Ok(data)
+}
+
+/// The provisional routing of the single pass, made from the manifest alone and
+/// the entries seen so far.
+struct Router {
+    manifest: Manifest,
+    batch: usize,
+    parts: usize,
+    /// Candidate columns and, for each, normalised value → rows.
+    columns: Vec<(usize, HashMap<String, Vec<u32>>)>,
+    chosen: Option<usize>,
+    matched: HashSet<String>,
+    remaining: Vec<usize>,
+    files: Vec<Vec<usize>>,
+    finished: Vec<bool>,
+    /// Set when the guess went wrong for a part (a second file matched one value).
+    spoiled: Vec<bool>,
+    comments: Vec<String>,
+    part_manifests: Vec<Vec<u8>>,
+}
+
+impl Router {
+    fn new(manifest: Manifest, opts: &SplitOptions) -> Result<Router> {
+        let cols: Vec<usize> = match &opts.file_column {
+            Some(c) => vec![manifest.column(c)?],
+            None => (0..manifest.headers.len()).collect(),
+        };
+        let columns = cols
+            .into_iter()
+            .map(|c| {
+                let mut map: HashMap<String, Vec<u32>> = HashMap::new();
+                for (r, row) in manifest.rows.iter().enumerate() {
+                    if let Some(k) = row.fields.get(c).and_then(plan::value_key) {
+                        map.entry(k).or_default().push(r as u32);
+                    }
+                }
+                (c, map)
+            })
+            .collect();
+        let parts = manifest.rows.len().div_ceil(opts.batch_size);
+        let part_manifests = manifest
+            .rows
+            .chunks(opts.batch_size)
+            .map(|rows| manifest.part_bytes(rows.iter()))
+            .collect();
+        Ok(Router {
+            part_manifests,
+            manifest,
+            batch: opts.batch_size,
+            parts,
+            columns,
+            chosen: None,
+            matched: HashSet::new(),
+            remaining: vec![0; parts],
+            files: vec![Vec::new(); parts],
+            finished: vec![false; parts],
+            spoiled: vec![false; parts],
+            comments: vec![String::new(); parts],
+        })
+    }
+
+    fn specs(&self, opts: &SplitOptions, stem: &str, time: DosTime) -> Vec<PartSpec> {
+        (0..self.parts)
+            .map(|p| {
+                let rows = ((p + 1) * self.batch).min(self.manifest.rows.len()) - p * self.batch;
+                PartSpec {
+                    path: opts.out.join(format!("{stem}-part{}.zip", p + 1)),
+                    manifest_name: self.manifest.part_name().to_owned(),
+                    manifest: self.part_manifests[p].clone(),
+                    time,
+                    rows,
+                }
+            })
+            .collect()
+    }
+
+    fn hits<'k>(&self, slot: usize, rel: &'k str) -> Vec<(&'k str, &[u32])> {
+        let map = &self.columns[slot].1;
+        let mut keys = vec![rel];
+        if rel.contains('/') {
+            keys.push(names::basename(rel));
+        }
+        keys.into_iter()
+            .filter_map(|k| map.get(k).map(|rows| (k, rows.as_slice())))
+            .collect()
+    }
+
+    /// The parts that want entry `idx` named `name`.
+    fn route(&mut self, idx: usize, name: &str) -> Vec<usize> {
+        let root = &self.manifest.root;
+        let Some(rel) = name.strip_prefix(root.as_str()) else {
+            return Vec::new();
+        };
+        if Some(name) == self.manifest.entry.as_deref() {
+            return Vec::new();
+        }
+        if self.chosen.is_none() {
+            let Some(slot) = (0..self.columns.len()).find(|&s| !self.hits(s, rel).is_empty()) else {
+                return Vec::new();
+            };
+            self.chosen = Some(slot);
+            // Each part waits for one file per distinct value among its rows.
+            for (key, rows) in &self.columns[slot].1 {
+                let _ = key;
+                let mut parts: Vec<usize> = rows.iter().map(|&r| r as usize / self.batch).collect();
+                parts.dedup();
+                for p in parts {
+                    self.remaining[p] += 1;
+                }
+            }
+        }
+        let slot = self.chosen.expect("chosen above");
+        let hits: Vec<(String, Vec<usize>)> = self
+            .hits(slot, rel)
+            .into_iter()
+            .map(|(k, rows)| {
+                let mut parts: Vec<usize> = rows.iter().map(|&r| r as usize / self.batch).collect();
+                parts.dedup();
+                (k.to_owned(), parts)
+            })
+            .collect();
+        let mut targets = Vec::new();
+        for (key, parts) in hits {
+            let first = self.matched.insert(key);
+            for p in parts {
+                if first {
+                    self.remaining[p] -= 1;
+                } else {
+                    self.spoiled[p] = true;
+                }
+                if self.finished[p] {
+                    self.spoiled[p] = true;
+                } else if !targets.contains(&p) {
+                    targets.push(p);
+                }
+            }
+        }
+        for &p in &targets {
+            self.files[p].push(idx);
+        }
+        targets
+    }
+
+    /// Parts whose last file has just been routed.
+    fn completed(&mut self, entries: &[Entry], compression: Compression) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        for p in 0..self.parts {
+            if !self.finished[p] && self.chosen.is_some() && self.remaining[p] == 0 && !self.files[p].is_empty() {
+                self.finished[p] = true;
+                let comment = plan::fingerprint(
+                    entries,
+                    &self.manifest,
+                    compression,
+                    p + 1,
+                    self.parts,
+                    &self.part_manifests[p],
+                    &self.files[p],
+                );
+                self.comments[p] = comment.clone();
+                out.push((p, comment));
+            }
+        }
+        out
+    }
+}
+
+enum Mode {
+    /// No manifest yet: hold small early entries in memory.
+    Probe {
+        pending: Vec<(usize, Vec<u8>)>,
+        bytes: u64,
+    },
+    Route(Box<Router>),
+    /// Only index (manifest late or unusable); a second pass will pack.
+    IndexOnly,
+}
+
+/// Result of the single pass.
+pub struct SinglePass {
+    pub source: Source,
+    pub plan: Plan,
+    /// Parts published in this pass, by part number.
+    pub done: HashMap<usize, Written>,
+}
+
+/// Indexes a TAR.GZ and, where the manifest comes first, packs it in the same pass.
+pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePass> {
+    let path = &opts.source;
+    let stem = super::source::stem(path);
+    let deflate = opts.compression == Compression::Deflate;
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut captured: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut mode = if opts.on_missing_file == OnMissing::Skip {
+        Mode::IndexOnly
+    } else {
+        Mode::Probe {
+            pending: Vec::new(),
+            bytes: 0,
+        }
+    };
+    let (tx, rx, back_tx, pool) = channels();
+    let mut rx = Some((rx, back_tx));
+    let mut total = 0u64;
+
+    std::thread::scope(|scope| {
+        let mut handle = None;
+        let decoded = (|| -> Result<()> {
+            let mut tar = TarStream::new(tarread::open_input(path, true, &opts.limits)?, path);
+            while let Some(h) = tar.next_entry()? {
+                if !matches!(h.kind, TarKind::File) {
+                    continue;
+                }
+                check_cancel(progress)?;
+                if entries.len() >= opts.limits.max_entries {
+                    return Err(Error::bomb(None, format!("more than {} entries", opts.limits.max_entries)));
+                }
+                check_size(&h.raw_name, h.size, h.size, &opts.limits, &mut total)?;
+                let idx = entries.len();
+                let time = DosTime::from_unix(h.mtime);
+                let crc;
+                if manifest::is_candidate(&h.name, &opts.manifest) {
+                    if h.size > opts.limits.max_manifest_bytes {
+                        return Err(Error::ManifestInvalid {
+                            manifest: h.name.clone(),
+                            line: 1,
+                            detail: format!(
+                                "{} bytes is over the manifest limit of {} bytes",
+                                h.size, opts.limits.max_manifest_bytes
+                            ),
+                        });
+                    }
+                    let data = read_whole(&mut tar, vec![0u8; h.size as usize])?;
+                    crc = crc32fast::hash(&data);
+                    captured.insert(h.name.clone(), data.clone());
+                    entries.push(Entry {
+                        name: h.name.clone(),
+                        size: h.size,
+                        time,
+                        crc: Some(crc),
+                        loc: Loc::Stream,
+                    });
+                    if let Mode::Probe { pending, .. } = &mut mode {
+                        let pending = std::mem::take(pending);
+                        mode = match Manifest::parse(&h.name, data).and_then(|m| Router::new(m, opts)) {
+                            Ok(router) => {
+                                progress.total_rows.store(router.manifest.rows.len() as u64, Ordering::Relaxed);
+                                progress.total_parts.store(router.parts as u64, Ordering::Relaxed);
+                                Mode::Route(Box::new(router))
+                            }
+                            Err(_) => Mode::IndexOnly,
+                        };
+                        if let Mode::Route(router) = &mut mode {
+                            let specs = router.specs(opts, &stem, time);
+                            let (rx, back_tx) = rx.take().expect("writer starts once");
+                            handle = Some(scope.spawn(move || writer(rx, back_tx, specs, deflate, progress)));
+                            for (i, data) in pending {
+                                let e = &entries[i];
+                                let targets = router.route(i, &e.name);
+                                if targets.is_empty() {
+                                    continue;
+                                }
+                                let name = part_entry_name(e, &router.manifest.root).to_owned();
+                                let msg = Msg::Whole {
+                                    targets,
+                                    name,
+                                    time: e.time,
+                                    crc: e.crc.expect("computed on read"),
+                                    data,
+                                };
+                                if tx.send(msg).is_err() {
+                                    return Ok(());
+                                }
+                            }
+                            for (t, comment) in router.completed(&entries, opts.compression) {
+                                let _ = tx.send(Msg::Finish {
+                                    t,
+                                    comment,
+                                    publish: false,
+                                });
+                            }
+                        }
+                    }
+                    continue;
+                }
+                match &mut mode {
+                    Mode::Route(router) => {
+                        let targets = router.route(idx, &h.name);
+                        let rel = part_entry_name_str(&h.name, &router.manifest.root);
+                        match forward(&mut tar, &tx, &pool, targets, &rel, time, h.size)? {
+                            Ok(c) => crc = c,
+                            Err(()) => return Ok(()), // writer failed; its error is reported below
+                        }
+                        entries.push(Entry {
+                            name: h.name.clone(),
+                            size: h.size,
+                            time,
+                            crc: Some(crc),
+                            loc: Loc::Stream,
+                        });
+                        progress.bytes_done.fetch_add(h.size, Ordering::Relaxed);
+                        for (t, comment) in router.completed(&entries, opts.compression) {
+                            if tx
+                                .send(Msg::Finish {
+                                    t,
+                                    comment,
+                                    publish: false,
+                                })
+                                .is_err()
+                            {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    Mode::Probe { pending, bytes } if *bytes + h.size <= PENDING_MAX => {
+                        let data = read_whole(&mut tar, vec![0u8; h.size as usize])?;
+                        *bytes += h.size;
+                        entries.push(Entry {
+                            name: h.name.clone(),
+                            size: h.size,
+                            time,
+                            crc: Some(crc32fast::hash(&data)),
+                            loc: Loc::Stream,
+                        });
+                        pending.push((idx, data));
+                    }
+                    _ => {
+                        mode = Mode::IndexOnly;
+                        let c = forward(&mut tar, &tx, &pool, Vec::new(), "", time, h.size)?.expect("nothing sent");
+                        entries.push(Entry {
+                            name: h.name.clone(),
+                            size: h.size,
+                            time,
+                            crc: Some(c),
+                            loc: Loc::Stream,
+                        });
+                    }
+                }
+            }
+            tar.finish()
+        })();
+        drop(tx);
+        let written = match handle {
+            Some(h) => h.join().expect("writer thread panicked"),
+            None => Ok(Vec::new()),
+        };
+        // A writer error explains a decoder that stopped early; otherwise the decoder's.
+        let sealed = match (decoded, written) {
+            (Err(e), Ok(done)) => {
+                discard_all(done);
+                return Err(e);
+            }
+            (_, Err(e)) => return Err(e),
+            (Ok(()), Ok(done)) => done,
+        };
+        let finish = (|| -> Result<SinglePass> {
+            let source = Source::from_index(path, SourceKind::TarGz, std::mem::take(&mut entries), std::mem::take(&mut captured))?;
+            let plan = plan::build(&source, opts)?;
+            Ok(SinglePass {
+                source,
+                plan,
+                done: HashMap::new(),
+            })
+        })();
+        let mut result = match finish {
+            Ok(r) => r,
+            Err(e) => {
+                discard_all(sealed);
+                return Err(e);
+            }
+        };
+        let router = match &mode {
+            Mode::Route(r) => Some(r),
+            _ => None,
+        };
+        for (t, d) in sealed.into_iter().enumerate() {
+            let Some(Done::Sealed(s)) = d else { continue };
+            let router = router.expect("parts are only sealed while routing");
+            let ok = result.plan.parts.len() == router.parts
+                && !router.spoiled[t]
+                && result.plan.parts[t].files == router.files[t]
+                && result.plan.parts[t].comment == router.comments[t];
+            if ok {
+                result.done.insert(t + 1, s.publish()?);
+                progress.rows_done.fetch_add(result.plan.parts[t].rows as u64, Ordering::Relaxed);
+                progress.parts_done.fetch_add(1, Ordering::Relaxed);
+            } else {
+                s.discard();
+            }
+        }
+        Ok(result)
+    })
+}
+
+fn part_entry_name_str(name: &str, root: &str) -> String {
+    name.strip_prefix(root).unwrap_or(name).to_owned()
+}
+
+/// Packs `todo` by the real plan, decoding the source once more.
+pub fn second_pass(src: &Source, plan: &Plan, todo: &[&PartPlan], opts: &SplitOptions, progress: &Progress) -> Result<Vec<Written>> {
+    let deflate = opts.compression == Compression::Deflate;
+    let specs: Vec<PartSpec> = todo
+        .iter()
+        .map(|p| PartSpec {
+            path: p.path(&opts.out),
+            manifest_name: plan.manifest.part_name().to_owned(),
+            manifest: p.manifest.clone(),
+            time: manifest_time(&src.entries, plan.manifest.entry.as_deref(), &p.files),
+            rows: p.rows,
+        })
+        .collect();
+    let mut targets: Vec<Vec<usize>> = vec![Vec::new(); src.entries.len()];
+    for (t, p) in todo.iter().enumerate() {
+        for &f in &p.files {
+            targets[f].push(t);
+        }
+    }
+    let mut remaining: Vec<usize> = todo.iter().map(|p| p.files.len()).collect();
+    let (tx, rx, back_tx, pool) = channels();
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(|| writer(rx, back_tx, specs, deflate, progress));
+        let decoded = (|| -> Result<()> {
+            let mut tar = TarStream::new(tarread::open_input(&src.path, true, &opts.limits)?, &src.path);
+            let mut k = 0usize;
+            let mut left = todo.len();
+            while left > 0 {
+                let Some(h) = tar.next_entry()? else { break };
+                if !matches!(h.kind, TarKind::File) {
+                    continue;
+                }
+                let e = src
+                    .entries
+                    .get(k)
+                    .filter(|e| e.name == h.name && e.size == h.size)
+                    .ok_or_else(|| changed(&h.name))?;
+                let ts = std::mem::take(&mut targets[k]);
+                k += 1;
+                if ts.is_empty() {
+                    continue;
+                }
+                check_cancel(progress)?;
+                let name = part_entry_name(e, &plan.manifest.root).to_owned();
+                let Ok(crc) = forward(&mut tar, &tx, &pool, ts.clone(), &name, e.time, e.size)? else {
+                    return Ok(());
+                };
+                if Some(crc) != e.crc {
+                    return Err(changed(&e.name));
+                }
+                progress.bytes_done.fetch_add(e.size, Ordering::Relaxed);
+                for t in ts {
+                    remaining[t] -= 1;
+                    if remaining[t] == 0 {
+                        left -= 1;
+                        if tx
+                            .send(Msg::Finish {
+                                t,
+                                comment: todo[t].comment.clone(),
+                                publish: true,
+                            })
+                            .is_err()
+                        {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            if left > 0 {
+                return Err(Error::corrupt(
+                    None,
+                    "the archive holds fewer entries than when it was indexed (it changed while being split)",
+                ));
+            }
+            Ok(())
+        })();
+        drop(tx);
+        let written = handle.join().expect("writer thread panicked");
+        match (decoded, written) {
+            (Err(e), Ok(done)) => {
+                discard_all(done);
+                Err(e)
+            }
+            (_, Err(e)) => Err(e),
+            (Ok(()), Ok(done)) => Ok(done
+                .into_iter()
+                .map(|d| match d {
+                    Some(Done::Published(w)) => w,
+                    _ => unreachable!("every part of the plan is published by the second pass"),
+                })
+                .collect()),
+        }
+    })
+}

@@ -1,0 +1,13 @@
+//! The integration suite: one binary, real processes, real archives on disk, parts
+//! checked with independent readers (Python's zipfile, Info-ZIP's unzip).
+
+mod helper;
+
+#[path = "it/split_formats.rs"]
+mod split_formats;
+
+#[path = "it/split_bad_input.rs"]
+mod split_bad_input;
+
+#[path = "it/split_resume.rs"]
+mod split_resume;
