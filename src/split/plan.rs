@@ -100,7 +100,17 @@ pub fn value_key(value: &[u8]) -> Option<String> {
     }
 }
 
-const FILE_HEADERS: &[&str] = &["file", "filename", "file_name", "path", "filepath", "file_path", "image", "imagename", "image_name"];
+const FILE_HEADERS: &[&str] = &[
+    "file",
+    "filename",
+    "file_name",
+    "path",
+    "filepath",
+    "file_path",
+    "image",
+    "imagename",
+    "image_name",
+];
 
 pub fn build(src: &Source, opts: &SplitOptions) -> Result<Plan> {
     let manifest_idx = super::manifest::locate(&src.entries, &opts.manifest)?;

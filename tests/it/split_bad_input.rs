@@ -319,7 +319,11 @@ fn manifest_column_missing_or_undetectable() {
 #[test]
 fn file_column_by_name_when_nothing_matches() {
     let env = Env::new();
-    let src = env.archive("dir", "src", &[file("manifest.csv", "id,Image Name\n1,nope.jpg\n"), file("other.jpg", "x")]);
+    let src = env.archive(
+        "dir",
+        "src",
+        &[file("manifest.csv", "id,Image Name\n1,nope.jpg\n"), file("other.jpg", "x")],
+    );
     fails(&env, &src, &[], "MISSING_FILE", "line 2 names \"nope.jpg\"");
 }
 
