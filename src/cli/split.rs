@@ -91,15 +91,18 @@ pub fn run(args: SplitArgs) -> anyhow::Result<()> {
 
 /// Forwards Ctrl-C to the split and draws the bar until the split is done.
 fn watch(progress: &Progress, show_bar: bool) {
-    let bar = show_bar.then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar
-    });
+    let bar = show_bar.then(indicatif::ProgressBar::no_length);
+    // Until the total is known (a TAR.GZ learns it only at its end) there is no bar
+    // to fill and no ETA, just what has been done and how fast.
+    let unknown = indicatif::ProgressStyle::with_template("{spinner} {bytes} {binary_bytes_per_sec} {msg}").expect("valid template");
+    let known =
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}")
+            .expect("valid template")
+            .progress_chars("=> ");
+    let mut has_total = false;
+    if let Some(bar) = &bar {
+        bar.set_style(unknown);
+    }
     loop {
         if INTERRUPTED.load(Ordering::SeqCst) {
             progress.cancel.store(true, Ordering::SeqCst);
@@ -109,7 +112,14 @@ fn watch(progress: &Progress, show_bar: bool) {
             break;
         }
         if let Some(bar) = &bar {
-            bar.set_length(progress.total_bytes.load(Ordering::Relaxed));
+            let total = progress.total_bytes.load(Ordering::Relaxed);
+            if total > 0 && !has_total {
+                has_total = true;
+                bar.set_style(known.clone());
+            }
+            if has_total {
+                bar.set_length(total);
+            }
             bar.set_position(progress.bytes_done.load(Ordering::Relaxed));
             bar.set_message(format!(
                 "{}/{} rows, {}/{} parts",
