@@ -84,6 +84,10 @@ pub enum Error {
 
     #[error("INVALID_ARGUMENT: {0}")]
     InvalidArgument(String),
+
+    /// A daemon job the CLI followed ended FAILED; `code` is the job's own error code.
+    #[error("job {id} failed: {message}")]
+    JobFailed { id: String, code: String, message: String },
 }
 
 fn entry_prefix(entry: &Option<String>) -> String {
@@ -121,6 +125,7 @@ impl Error {
             Error::OutputLocked { .. } => "OUTPUT_LOCKED",
             Error::Cancelled => "CANCELLED",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Error::JobFailed { .. } => "JOB_FAILED",
         }
     }
 
@@ -147,6 +152,9 @@ impl Error {
 
     /// True when the source itself is at fault: retrying cannot help.
     pub fn is_bad_input(&self) -> bool {
+        if let Error::JobFailed { code, .. } = self {
+            return !matches!(code.as_str(), "IO_ERROR" | "DISK_FULL" | "TASK_TIMEOUT" | "INTERNAL" | "CANCELLED");
+        }
         !matches!(
             self,
             Error::DiskFull { .. } | Error::Io { .. } | Error::OutputLocked { .. } | Error::Cancelled | Error::InvalidArgument(_)

@@ -4,12 +4,21 @@
 //!
 //! - [`split`]: the splitting engine — source readers (ZIP, TAR, TAR.GZ,
 //!   directories), the manifest, the planner and the part writer.
+//! - [`store`]: the SQLite state (schema, writer thread, read pool, queries).
+//! - [`engine`]: workers that claim and run PLAN/PACK/FINISH tasks.
+//! - [`http`]: the JSON API; [`daemon`] ties store, engine and API together.
+//! - [`config`]: the TOML configuration with embedded defaults.
 //! - [`cli`]: the command line, one file per subcommand.
 //! - [`error`]: the error type with stable codes shared by every interface.
 
 pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod engine;
 pub mod error;
+pub mod http;
 pub mod split;
+pub mod store;
 
 pub use cli::{run, Cli};
 pub use error::{Error, Result};

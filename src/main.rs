@@ -3,7 +3,9 @@ use clap::Parser;
 fn main() {
     let cli = batchd::Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BATCHD_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BATCHD_LOG").unwrap_or_else(|_| batchd::cli::default_log_level(&cli).into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Err(err) = batchd::run(cli) {

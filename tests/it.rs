@@ -11,3 +11,9 @@ mod split_bad_input;
 
 #[path = "it/split_resume.rs"]
 mod split_resume;
+
+#[path = "it/daemon_api.rs"]
+mod daemon_api;
+
+#[path = "it/daemon_crash.rs"]
+mod daemon_crash;

@@ -1,6 +1,8 @@
 //! The command line: one file per subcommand. `run` is what `main` calls; it
 //! returns errors for `main` to print once and map to an exit code.
 
+mod client;
+mod serve;
 mod split;
 
 use clap::{Parser, Subcommand};
@@ -20,11 +22,40 @@ pub struct Cli {
 pub enum Command {
     /// Split one archive or directory into part ZIPs by its CSV manifest (no daemon needed).
     Split(split::SplitArgs),
+    /// Run the daemon: SQLite state, the engine and the JSON API.
+    Serve(serve::ServeArgs),
+    /// Validate a config file; exits non-zero naming the offending key.
+    CheckConfig(serve::CheckConfigArgs),
+    /// Submit sources to the running daemon as one job.
+    Submit(client::SubmitArgs),
+    /// Show one job (with its parts), or the most recent jobs.
+    Status(client::StatusArgs),
+    /// List jobs.
+    Jobs(client::JobsArgs),
+    /// Cancel a job; running tasks stop at the next entry.
+    Cancel(client::JobArgs),
+    /// Follow a job until it ends, with a live progress bar.
+    Follow(client::JobArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Split(args) => split::run(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::CheckConfig(args) => serve::check_config(args),
+        Command::Submit(args) => client::submit(args),
+        Command::Status(args) => client::status(args),
+        Command::Jobs(args) => client::jobs(args),
+        Command::Cancel(args) => client::cancel(args),
+        Command::Follow(args) => client::follow(args),
+    }
+}
+
+/// The log level to use when BATCHD_LOG is not set.
+pub fn default_log_level(cli: &Cli) -> &'static str {
+    match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
     }
 }
 

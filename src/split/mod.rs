@@ -84,10 +84,32 @@ impl SplitOptions {
     }
 }
 
+/// Called with a part's number as soon as the part is published (renamed and its
+/// directory fsynced), so a caller can record it as done.
+#[derive(Default, Clone)]
+pub struct PartHook(pub Option<std::sync::Arc<OnPart>>);
+
+pub type OnPart = dyn Fn(usize, &zipwrite::Written) + Send + Sync;
+
+impl PartHook {
+    pub fn call(&self, n: usize, w: &zipwrite::Written) {
+        if let Some(f) = &self.0 {
+            f(n, w);
+        }
+    }
+}
+
+impl std::fmt::Debug for PartHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "PartHook(set)" } else { "PartHook(none)" })
+    }
+}
+
 /// Live counters, read by a progress bar or the daemon while a split runs; setting
 /// `cancel` stops packing at the next entry boundary.
 #[derive(Debug, Default)]
 pub struct Progress {
+    pub on_part: PartHook,
     pub total_rows: AtomicU64,
     pub total_bytes: AtomicU64,
     pub rows_done: AtomicU64,
@@ -236,6 +258,48 @@ pub fn split(opts: &SplitOptions, progress: &Progress) -> Result<Summary> {
         s.sha256 = Some(w.sha256);
     }
     Ok(summary(opts, &src, &plan, parts, started))
+}
+
+/// Makes the parts numbered `numbers` of a planned source: a part already on disk
+/// with this plan's fingerprint and good CRCs is kept, the others are packed. Each
+/// part is reported through `progress.on_part` once published. This is what the
+/// daemon's PACK tasks call; it never removes parts on failure (the caller decides).
+pub fn pack_parts(
+    src: &Source,
+    plan: &Plan,
+    numbers: &[usize],
+    opts: &SplitOptions,
+    progress: &Progress,
+) -> Result<Vec<(usize, zipwrite::Written)>> {
+    fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, "creating the output directory", e))?;
+    let mut done = Vec::new();
+    let mut todo = Vec::new();
+    for &n in numbers {
+        let p = plan
+            .parts
+            .get(n.wrapping_sub(1))
+            .ok_or_else(|| Error::InvalidArgument(format!("part {n} is not in the plan")))?;
+        match verify_existing(&p.path(&opts.out), &p.comment) {
+            Some(w) => {
+                progress.on_part.call(n, &w);
+                done.push((n, w));
+            }
+            None => todo.push(p),
+        }
+    }
+    if todo.is_empty() {
+        return Ok(done);
+    }
+    if src.random_access() {
+        for (p, r) in todo.iter().zip(pack::pack_random(src, plan, &todo, opts, progress)) {
+            done.push((p.n, r?));
+        }
+    } else {
+        for (p, w) in todo.iter().zip(stream::second_pass(src, plan, &todo, opts, progress)?) {
+            done.push((p.n, w));
+        }
+    }
+    Ok(done)
 }
 
 /// Cleans up after a failed split: temp files always; parts too unless the split

@@ -70,6 +70,7 @@ fn pack_one(src: &Source, plan: &Plan, part: &PartPlan, opts: &SplitOptions, pro
     match fill(&mut w, src, plan, part, opts, progress) {
         Ok(()) => {
             let written = w.finish(&part.comment)?;
+            progress.on_part.call(part.n, &written);
             progress.rows_done.fetch_add(part.rows as u64, Ordering::Relaxed);
             progress.parts_done.fetch_add(1, Ordering::Relaxed);
             Ok(written)

@@ -65,6 +65,7 @@ enum Msg {
 
 /// What the writer needs to open part `t`.
 struct PartSpec {
+    n: usize,
     path: std::path::PathBuf,
     manifest_name: String,
     manifest: Vec<u8>,
@@ -137,7 +138,9 @@ fn writer(
                     done[t] = Some(if publish {
                         progress.rows_done.fetch_add(specs[t].rows as u64, Ordering::Relaxed);
                         progress.parts_done.fetch_add(1, Ordering::Relaxed);
-                        Done::Published(sealed.publish()?)
+                        let w = sealed.publish()?;
+                        progress.on_part.call(specs[t].n, &w);
+                        Done::Published(w)
                     } else {
                         Done::Sealed(sealed)
                     });
@@ -330,6 +333,7 @@ impl Router {
             .map(|p| {
                 let rows = ((p + 1) * self.batch).min(self.manifest.rows.len()) - p * self.batch;
                 PartSpec {
+                    n: p + 1,
                     path: opts.out.join(format!("{stem}-part{}.zip", p + 1)),
                     manifest_name: self.manifest.part_name().to_owned(),
                     manifest: self.part_manifests[p].clone(),
@@ -646,7 +650,9 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
                 && result.plan.parts[t].files == router.files[t]
                 && result.plan.parts[t].comment == router.comments[t];
             if ok {
-                result.done.insert(t + 1, s.publish()?);
+                let w = s.publish()?;
+                progress.on_part.call(t + 1, &w);
+                result.done.insert(t + 1, w);
                 progress.rows_done.fetch_add(result.plan.parts[t].rows as u64, Ordering::Relaxed);
                 progress.parts_done.fetch_add(1, Ordering::Relaxed);
             } else {
@@ -667,6 +673,7 @@ pub fn second_pass(src: &Source, plan: &Plan, todo: &[&PartPlan], opts: &SplitOp
     let specs: Vec<PartSpec> = todo
         .iter()
         .map(|p| PartSpec {
+            n: p.n,
             path: p.path(&opts.out),
             manifest_name: plan.manifest.part_name().to_owned(),
             manifest: p.manifest.clone(),

@@ -1,0 +1,355 @@
+//! The CLI client of a running daemon: `submit`, `status`, `jobs`, `cancel`,
+//! `follow`. It finds the daemon and its token through the data directory and says
+//! how to start the daemon when none answers. HTTP is spoken over a plain
+//! `TcpStream` (one request per connection) to keep the binary lean.
+
+use std::io::{IsTerminal, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::serve::DaemonArgs;
+use crate::split::{Compression, OnMissing};
+
+pub struct Client {
+    addr: SocketAddr,
+    token: String,
+    data_dir: PathBuf,
+}
+
+impl Client {
+    pub fn connect(args: &DaemonArgs) -> anyhow::Result<Client> {
+        let config = args.load()?;
+        let data_dir = config.data_dir.clone();
+        let addr = std::fs::read_to_string(crate::daemon::address_path(&data_dir))
+            .ok()
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .and_then(|v| v["listen"].as_str().and_then(|a| a.parse().ok()))
+            .unwrap_or(config.http.listen);
+        let token = std::fs::read_to_string(crate::daemon::token_path(&data_dir))
+            .map(|t| t.trim().to_owned())
+            .map_err(|_| {
+                anyhow!(
+                    "no token at {}: is the daemon running with this data dir? Start it with `batchd serve --data-dir {}`",
+                    crate::daemon::token_path(&data_dir).display(),
+                    data_dir.display()
+                )
+            })?;
+        Ok(Client { addr, token, data_dir })
+    }
+
+    /// One request; returns the status and the JSON body.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(3)).map_err(|e| {
+            anyhow!(
+                "the daemon is not running at {} ({e}); start it with `batchd serve --data-dir {}`",
+                self.addr,
+                self.data_dir.display()
+            )
+        })?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nX-Batchd-Trigger: cli\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            self.token,
+            body.len()
+        );
+        stream.write_all(req.as_bytes()).context("sending the request")?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).context("reading the response")?;
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| anyhow!("malformed response from the daemon"))?;
+        let head = String::from_utf8_lossy(&raw[..split]);
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("malformed status line"))?;
+        let chunked = head
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
+        let mut payload = raw[split + 4..].to_vec();
+        if chunked {
+            payload = dechunk(&payload);
+        }
+        let v = serde_json::from_slice(&payload).unwrap_or(Value::Null);
+        Ok((status, v))
+    }
+
+    /// Like `call`, but a non-2xx answer becomes an error with the daemon's message.
+    pub fn ok(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let (status, v) = self.call(method, path, body)?;
+        if !(200..300).contains(&status) {
+            let code = v["error"]["code"].as_str().unwrap_or("HTTP_ERROR");
+            let msg = v["error"]["message"].as_str().unwrap_or("");
+            bail!("{code}: {msg} (HTTP {status})");
+        }
+        Ok(v)
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 || eol + 2 + size > b.len() {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[(eol + 4 + size).min(b.len())..];
+    }
+    out
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Archives or directories to ingest (one job).
+    #[arg(required = true)]
+    pub sources: Vec<PathBuf>,
+    #[arg(long, short = 'n')]
+    pub batch_size: Option<usize>,
+    #[arg(long, value_enum)]
+    pub compression: Option<Compression>,
+    #[arg(long, value_enum)]
+    pub on_missing_file: Option<OnMissing>,
+    #[arg(long)]
+    pub file_column: Option<String>,
+    #[arg(long)]
+    pub priority: Option<i64>,
+    /// Follow the job until it ends, with a live progress bar.
+    #[arg(long)]
+    pub wait: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+    let client = Client::connect(&args.daemon)?;
+    let sources: Vec<String> = args
+        .sources
+        .iter()
+        .map(|s| {
+            std::fs::canonicalize(s)
+                .map(|p| p.to_string_lossy().into_owned())
+                .with_context(|| format!("source {}", s.display()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut body = json!({"sources": sources});
+    if let Some(n) = args.batch_size {
+        body["batch_size"] = json!(n);
+    }
+    if let Some(c) = args.compression {
+        body["compression"] = json!(c);
+    }
+    if let Some(m) = args.on_missing_file {
+        body["on_missing_file"] = json!(m);
+    }
+    if let Some(f) = &args.file_column {
+        body["file_column"] = json!(f);
+    }
+    if let Some(p) = args.priority {
+        body["priority"] = json!(p);
+    }
+    let job = client.ok("POST", "/v1/jobs", Some(&body))?;
+    let id = job["id"].as_str().unwrap_or_default().to_owned();
+    if args.wait {
+        if !args.json {
+            eprintln!("job {id} submitted");
+        }
+        return follow_job(&client, &id, args.json);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+    } else {
+        println!(
+            "{id}  {}  {}",
+            job["status"].as_str().unwrap_or(""),
+            job["status_message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    pub job: String,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// A job id; without one, the most recent jobs.
+    pub job: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let client = Client::connect(&args.daemon)?;
+    let Some(id) = args.job else {
+        return jobs(JobsArgs {
+            status: None,
+            limit: 20,
+            json: args.json,
+            daemon: args.daemon,
+        });
+    };
+    let job = client.ok("GET", &format!("/v1/jobs/{id}"), None)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+        return Ok(());
+    }
+    print_job(&job);
+    let parts = client.ok("GET", &format!("/v1/jobs/{id}/parts"), None)?;
+    for p in parts["parts"].as_array().into_iter().flatten() {
+        println!(
+            "  part {:>4}  {:>7} rows  {:<7}  {}",
+            p["n"].as_i64().unwrap_or(0),
+            p["rows"].as_i64().unwrap_or(0),
+            p["state"].as_str().unwrap_or(""),
+            p["path"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+fn print_job(job: &Value) {
+    println!("job      {}", job["id"].as_str().unwrap_or(""));
+    println!(
+        "status   {} ({})",
+        job["status"].as_str().unwrap_or(""),
+        job["health"].as_str().unwrap_or("")
+    );
+    println!("message  {}", job["status_message"].as_str().unwrap_or(""));
+    for s in job["sources"].as_array().into_iter().flatten() {
+        println!("source   {}", s.as_str().unwrap_or(""));
+    }
+    println!("parts in {}", job["out_dir"].as_str().unwrap_or(""));
+    for e in job["errors"].as_array().into_iter().flatten() {
+        println!(
+            "error    {} {}",
+            e["code"].as_str().unwrap_or(""),
+            e["message"].as_str().unwrap_or("")
+        );
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only jobs with this status (QUEUED, PROCESSING, COMPLETED, …).
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+pub fn jobs(args: JobsArgs) -> anyhow::Result<()> {
+    let client = Client::connect(&args.daemon)?;
+    let mut path = format!("/v1/jobs?limit={}", args.limit);
+    if let Some(s) = &args.status {
+        path.push_str(&format!("&status={s}"));
+    }
+    let list = client.ok("GET", &path, None)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let jobs = list["jobs"].as_array().cloned().unwrap_or_default();
+    if jobs.is_empty() {
+        println!("no jobs");
+    }
+    for j in jobs {
+        println!(
+            "{}  {:<10}  {:>5.1}%  {}",
+            j["id"].as_str().unwrap_or(""),
+            j["status"].as_str().unwrap_or(""),
+            j["progress"]["percent"].as_f64().unwrap_or(0.0),
+            j["status_message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+pub fn cancel(args: JobArgs) -> anyhow::Result<()> {
+    let client = Client::connect(&args.daemon)?;
+    let job = client.ok("POST", &format!("/v1/jobs/{}/cancel", args.job), Some(&json!({})))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+    } else {
+        println!("{}  {}", job["id"].as_str().unwrap_or(""), job["status"].as_str().unwrap_or(""));
+    }
+    Ok(())
+}
+
+pub fn follow(args: JobArgs) -> anyhow::Result<()> {
+    let client = Client::connect(&args.daemon)?;
+    follow_job(&client, &args.job, args.json)
+}
+
+/// Shows a live bar and status message until the job ends; the exit status says
+/// how it ended (0 completed, 3 failed on bad input, 1 otherwise).
+fn follow_job(client: &Client, id: &str, json_out: bool) -> anyhow::Result<()> {
+    let bar = (!json_out && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(1000);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b
+    });
+    let mut last_message = String::new();
+    let job = loop {
+        let job = client.ok("GET", &format!("/v1/jobs/{id}"), None)?;
+        let msg = job["status_message"].as_str().unwrap_or("").to_owned();
+        match &bar {
+            Some(b) => {
+                b.set_position((job["status_detail"]["percent_complete"].as_f64().unwrap_or(0.0) * 1000.0) as u64);
+                b.set_message(msg.clone());
+            }
+            None if !json_out && msg != last_message => eprintln!("{msg}"),
+            None => {}
+        }
+        last_message = msg;
+        if matches!(job["status"].as_str(), Some("COMPLETED" | "FAILED" | "CANCELLED")) {
+            break job;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+    } else {
+        print_job(&job);
+    }
+    match job["status"].as_str() {
+        Some("COMPLETED") => Ok(()),
+        Some("FAILED") => Err(crate::Error::JobFailed {
+            id: id.to_owned(),
+            code: job["error"]["code"].as_str().unwrap_or("INTERNAL").to_owned(),
+            message: job["error"]["message"].as_str().unwrap_or("unknown error").to_owned(),
+        }
+        .into()),
+        _ => bail!("job {id} was cancelled"),
+    }
+}

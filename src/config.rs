@@ -1,0 +1,152 @@
+//! Configuration: TOML, every key with a default, unknown keys rejected, so an
+//! edge machine runs on the embedded defaults with no file at all and a typo in a
+//! file is an error that names the key instead of a silently ignored setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::split::{Compression, OnMissing};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Database, token, inbox and parts live here.
+    pub data_dir: PathBuf,
+    pub http: Http,
+    pub engine: Engine,
+    /// Job settings used unless a request says otherwise.
+    pub defaults: JobDefaults,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    pub listen: SocketAddr,
+    /// Sources submitted over the API must lie below one of these (after
+    /// resolving symlinks). Empty means: the data directory only.
+    pub allowed_roots: Vec<PathBuf>,
+    /// Requests handled at once.
+    pub workers: usize,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Engine {
+    /// Tasks run at once (0: number of cores).
+    pub workers: usize,
+    /// Attempts for a task that fails with a transient error (I/O, disk full).
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_seconds: u64,
+    /// A task running longer than this is stopped and retried.
+    pub task_timeout_seconds: u64,
+    /// A processing job without progress for this long is reported unhealthy.
+    pub stall_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobDefaults {
+    pub batch_size: usize,
+    pub compression: Compression,
+    pub on_missing_file: OnMissing,
+    pub manifest: String,
+    pub file_column: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./batchd-data"),
+            http: Http::default(),
+            engine: Engine::default(),
+            defaults: JobDefaults::default(),
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: "127.0.0.1:8787".parse().expect("valid address"),
+            allowed_roots: Vec::new(),
+            workers: 8,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine {
+            workers: 0,
+            max_attempts: 5,
+            backoff_base_ms: 500,
+            backoff_max_seconds: 300,
+            task_timeout_seconds: 3600,
+            stall_seconds: 600,
+        }
+    }
+}
+
+impl Default for JobDefaults {
+    fn default() -> Self {
+        JobDefaults {
+            batch_size: crate::split::DEFAULT_BATCH_SIZE,
+            compression: Compression::Stored,
+            on_missing_file: OnMissing::Fail,
+            manifest: crate::split::DEFAULT_MANIFEST.into(),
+            file_column: None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file. Errors name the file, the key and the line.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading config {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let bad = |key: &str, why: &str| Err(anyhow::anyhow!("invalid value for `{key}`: {why}"));
+        if self.defaults.batch_size == 0 {
+            return bad("defaults.batch_size", "must be at least 1");
+        }
+        if self.http.workers == 0 {
+            return bad("http.workers", "must be at least 1");
+        }
+        if self.engine.max_attempts == 0 {
+            return bad("engine.max_attempts", "must be at least 1");
+        }
+        if self.http.max_body_bytes < 1024 {
+            return bad("http.max_body_bytes", "must be at least 1024");
+        }
+        Ok(())
+    }
+
+    pub fn engine_workers(&self) -> usize {
+        if self.engine.workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            self.engine.workers
+        }
+    }
+
+    pub fn allowed_roots(&self) -> Vec<PathBuf> {
+        if self.http.allowed_roots.is_empty() {
+            vec![self.data_dir.clone()]
+        } else {
+            self.http.allowed_roots.clone()
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The daemon: owns the data directory (an exclusive lock, so two daemons never
+//! share one), the token, the store, the engine and the HTTP server, and shuts
+//! them down in order. It takes its listener, config and shutdown flag as
+//! arguments so tests can run it in-process on port 0 with a temp data dir.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::http::Api;
+use crate::store::Store;
+
+/// How long running tasks get to stop at an entry boundary on shutdown.
+const STOP_DEADLINE: Duration = Duration::from_secs(8);
+
+pub fn token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("token")
+}
+
+pub fn address_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("daemon.json")
+}
+
+/// Reads the token, creating a random one (mode 0600) on first start.
+pub fn ensure_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = token_path(data_dir);
+    if let Ok(t) = fs::read_to_string(&path) {
+        let t = t.trim().to_owned();
+        if t.len() >= 16 {
+            return Ok(t);
+        }
+    }
+    let mut raw = [0u8; 32];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .context("reading /dev/urandom for a token")?;
+    let token = crate::split::zipwrite::hex(&raw);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    Ok(token)
+}
+
+/// Takes the data directory's lock for the life of the daemon.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
+    let path = data_dir.join("batchd.lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => bail!(
+            "another batchd is already running with data dir {}; stop it first or use another --data-dir",
+            data_dir.display()
+        ),
+        Err(fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
+/// Runs the daemon until `shutdown` becomes true.
+pub fn run(listener: TcpListener, mut config: Config, shutdown: &AtomicBool) -> anyhow::Result<()> {
+    // Paths stored in the database must not depend on the directory we started in.
+    fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    config.data_dir = fs::canonicalize(&config.data_dir).with_context(|| format!("resolving data dir {}", config.data_dir.display()))?;
+    let config = Arc::new(config);
+    let data_dir = &config.data_dir;
+    fs::create_dir_all(data_dir.join("parts")).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let _lock = lock_data_dir(data_dir)?;
+    let token = ensure_token(data_dir)?;
+    let store = Store::open(&data_dir.join("batchd.db"))?;
+    let engine = Engine::start(store.clone(), Arc::clone(&config))?;
+    let addr = listener.local_addr()?;
+    let server = Arc::new(tiny_http::Server::from_listener(listener, None).map_err(|e| anyhow::anyhow!("starting the HTTP server: {e}"))?);
+    let api = Arc::new(Api::new(store.clone(), Arc::clone(&engine.engine), Arc::clone(&config), token));
+    let http_threads = api.serve(&server);
+    fs::write(
+        address_path(data_dir),
+        serde_json::json!({"listen": addr.to_string(), "pid": std::process::id()}).to_string(),
+    )
+    .with_context(|| format!("writing {}", address_path(data_dir).display()))?;
+    tracing::info!(%addr, data_dir = %data_dir.display(), "batchd serving");
+
+    while !shutdown.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("shutting down: no new work; running tasks stop at the next entry");
+    for _ in &http_threads {
+        server.unblock();
+    }
+    engine.shutdown(STOP_DEADLINE);
+    for t in http_threads {
+        let _ = t.join();
+    }
+    let _ = fs::remove_file(address_path(data_dir));
+    Ok(())
+}

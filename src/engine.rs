@@ -1,0 +1,407 @@
+//! The engine: a bounded pool of worker threads that claim tasks from the
+//! database (job priority, then FIFO), run them, and record the outcome. PLAN
+//! indexes a source and plans its parts; PACK makes parts (one task per part for
+//! random-access sources, one for a whole TAR.GZ); FINISH closes the job.
+//!
+//! Bad input fails a job at once; transient errors (I/O, disk full, timeouts) are
+//! retried with exponential backoff and jitter up to `max_attempts`. Cancelling a
+//! job, a task timeout and shutdown all stop running tasks at the next entry
+//! boundary through the task's `Progress::cancel` flag. Workers never hold a
+//! database connection: they go through [`Store::write`] and [`Store::read`].
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::split::{self, PartHook, Plan, Progress, Source, SplitOptions};
+use crate::store::jobs::{self, PartRow, Task};
+use crate::store::Store;
+
+struct Running {
+    job_id: String,
+    progress: Arc<Progress>,
+    started: Instant,
+    timed_out: Arc<AtomicBool>,
+}
+
+/// A planned source, kept between PLAN and its PACK tasks so they need not index
+/// the source again (after a restart they do, once).
+type PlanEntry = Arc<(Source, Plan, SplitOptions)>;
+
+pub struct Engine {
+    store: Store,
+    config: Arc<Config>,
+    stopping: AtomicBool,
+    running: Mutex<HashMap<i64, Running>>,
+    plans: Mutex<HashMap<(String, i64), PlanEntry>>,
+}
+
+pub struct EngineHandle {
+    pub engine: Arc<Engine>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl EngineHandle {
+    /// Stops claiming, stops running tasks at the next entry (they are put back to
+    /// READY, not failed) and waits for the workers.
+    pub fn shutdown(self, deadline: Duration) {
+        self.engine.stopping.store(true, Ordering::SeqCst);
+        for r in self.engine.running.lock().unwrap().values() {
+            r.progress.cancel.store(true, Ordering::SeqCst);
+        }
+        self.engine.store.bell.ring();
+        let end = Instant::now() + deadline;
+        for t in self.threads {
+            while !t.is_finished() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// A new job id: time-ordered, 16 hex digits plus 4 random ones.
+pub fn new_id() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    format!("{ms:012x}{:08x}", random_u64() as u32)
+}
+
+pub fn error_json(e: &Error) -> Value {
+    json!({"code": e.code(), "message": e.to_string(), "entry": e.entry(), "line": e.line()})
+}
+
+impl Engine {
+    pub fn start(store: Store, config: Arc<Config>) -> anyhow::Result<EngineHandle> {
+        recover(&store)?;
+        let engine = Arc::new(Engine {
+            store,
+            config,
+            stopping: AtomicBool::new(false),
+            running: Mutex::new(HashMap::new()),
+            plans: Mutex::new(HashMap::new()),
+        });
+        let mut threads = Vec::new();
+        for i in 0..engine.config.engine_workers() {
+            let e = Arc::clone(&engine);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("batchd-worker-{i}"))
+                    .spawn(move || e.worker())?,
+            );
+        }
+        let e = Arc::clone(&engine);
+        threads.push(
+            std::thread::Builder::new()
+                .name("batchd-supervisor".into())
+                .spawn(move || e.supervise())?,
+        );
+        Ok(EngineHandle { engine, threads })
+    }
+
+    /// Stops the running tasks of a job (after it was cancelled in the database).
+    pub fn cancel_job(&self, job_id: &str) {
+        for r in self.running.lock().unwrap().values() {
+            if r.job_id == job_id {
+                r.progress.cancel.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    pub fn running_tasks(&self) -> usize {
+        self.running.lock().unwrap().len()
+    }
+
+    fn worker(&self) {
+        while !self.stopping.load(Ordering::SeqCst) {
+            match self.store.write(jobs::claim) {
+                Ok(Some(task)) => self.run(task),
+                Ok(None) => {
+                    // Sleep until something is written (a submit, a finished task)
+                    // or the earliest backoff ends; never poll in a loop.
+                    let wait = self
+                        .store
+                        .read(jobs::next_ready_in)
+                        .ok()
+                        .flatten()
+                        .map_or(30.0, |s| s.clamp(0.01, 30.0));
+                    self.store.bell.wait(Duration::from_secs_f64(wait));
+                }
+                Err(e) => {
+                    tracing::error!("claiming a task: {e:#}");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Enforces the per-task timeout.
+    fn supervise(&self) {
+        let limit = Duration::from_secs(self.config.engine.task_timeout_seconds.max(1));
+        while !self.stopping.load(Ordering::SeqCst) {
+            for r in self.running.lock().unwrap().values() {
+                if r.started.elapsed() > limit && !r.timed_out.swap(true, Ordering::SeqCst) {
+                    r.progress.cancel.store(true, Ordering::SeqCst);
+                }
+            }
+            self.store.bell.wait(Duration::from_millis(500));
+        }
+    }
+
+    fn run(&self, task: Task) {
+        let progress = Arc::new(Progress {
+            on_part: self.part_hook(&task),
+            ..Progress::default()
+        });
+        let timed_out = Arc::new(AtomicBool::new(false));
+        self.running.lock().unwrap().insert(
+            task.id,
+            Running {
+                job_id: task.job_id.clone(),
+                progress: Arc::clone(&progress),
+                started: Instant::now(),
+                timed_out: Arc::clone(&timed_out),
+            },
+        );
+        // A job cancelled between the claim and now is stopped right away.
+        if self
+            .store
+            .read(|c| jobs::job_for_task(c, &task.job_id))
+            .ok()
+            .flatten()
+            .is_some_and(|j| j.status == "CANCELLED")
+        {
+            progress.cancel.store(true, Ordering::SeqCst);
+        }
+        let started = Instant::now();
+        let result = match task.kind.as_str() {
+            "PLAN" => self.plan(&task),
+            "PACK" => self.pack(&task, &progress),
+            "FINISH" => self.store.write({
+                let task = task.clone();
+                move |tx| jobs::finish(tx, &task)
+            }),
+            other => Err(anyhow::anyhow!("unknown task kind {other}")),
+        };
+        self.running.lock().unwrap().remove(&task.id);
+        tracing::debug!(task = task.id, kind = %task.kind, seconds = started.elapsed().as_secs_f64(), ok = result.is_ok(), "task finished");
+        if let Err(err) = result {
+            self.failed(&task, err, timed_out.load(Ordering::SeqCst));
+        }
+    }
+
+    fn failed(&self, task: &Task, err: anyhow::Error, timed_out: bool) {
+        let lib = err.downcast_ref::<Error>();
+        let cancelled = matches!(lib, Some(Error::Cancelled));
+        if cancelled && !timed_out {
+            let job_cancelled = self
+                .store
+                .read(|c| jobs::job_for_task(c, &task.job_id))
+                .ok()
+                .flatten()
+                .is_none_or(|j| j.status == "CANCELLED");
+            let id = task.id;
+            let r = if job_cancelled {
+                let job_id = task.job_id.clone();
+                self.store.write(move |tx| {
+                    tx.execute(
+                        "UPDATE tasks SET state = 'CANCELLED', finished = ?2 WHERE id = ?1",
+                        r2d2_sqlite::rusqlite::params![id, jobs::now()],
+                    )?;
+                    jobs::event(tx, Some(&job_id), "task.cancelled", json!({"task": id}))
+                })
+            } else {
+                // Shutdown: the task runs again after restart; its attempt is not held against it.
+                self.store.write(move |tx| {
+                    tx.execute("UPDATE tasks SET attempts = MAX(attempts - 1, 0) WHERE id = ?1", [id])?;
+                    jobs::requeue(tx, id)
+                })
+            };
+            if let Err(e) = r {
+                tracing::error!("recording a stopped task: {e:#}");
+            }
+            return;
+        }
+        let error = match (lib, timed_out) {
+            (_, true) => {
+                json!({"code": "TASK_TIMEOUT", "message": format!("TASK_TIMEOUT: the task ran longer than {} s", self.config.engine.task_timeout_seconds), "entry": null, "line": null})
+            }
+            (Some(e), _) => error_json(e),
+            (None, _) => json!({"code": "INTERNAL", "message": format!("{err:#}"), "entry": null, "line": null}),
+        };
+        let transient = timed_out || lib.is_none_or(|e| !e.is_bad_input());
+        let attempts = task.attempts as u32;
+        let retry_in = (transient && attempts < self.config.engine.max_attempts).then(|| self.backoff(attempts));
+        tracing::warn!(job = %task.job_id, task = %task.kind, attempt = attempts, "task failed: {err:#}");
+        let t = task.clone();
+        match self.store.write(move |tx| jobs::task_failed(tx, &t, &error, retry_in)) {
+            Ok(true) => {
+                self.cancel_job(&task.job_id);
+                self.plans.lock().unwrap().retain(|k, _| k.0 != task.job_id);
+                if let Ok(Some(job)) = self.store.read(|c| jobs::job_for_task(c, &task.job_id)) {
+                    remove_parts(Path::new(&job.out_dir));
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!("recording a failed task: {e:#}"),
+        }
+    }
+
+    /// base · 2^(attempt-1), capped, with ±50 % jitter so retries of many tasks spread out.
+    fn backoff(&self, attempt: u32) -> f64 {
+        let base = self.config.engine.backoff_base_ms as f64 / 1000.0;
+        let raw = (base * 2f64.powi(attempt.saturating_sub(1).min(30) as i32)).min(self.config.engine.backoff_max_seconds as f64);
+        let jitter = 0.5 + (random_u64() % 1000) as f64 / 1000.0;
+        raw * jitter
+    }
+
+    fn options(&self, job: &jobs::JobRow, source_n: i64) -> anyhow::Result<SplitOptions> {
+        let source = job
+            .sources
+            .get(source_n as usize - 1)
+            .ok_or_else(|| anyhow::anyhow!("job {} has no source {source_n}", job.id))?;
+        let mut opts = SplitOptions::new(source, &job.out_dir);
+        opts.batch_size = job.settings.batch_size;
+        opts.manifest = job.settings.manifest.clone();
+        opts.file_column = job.settings.file_column.clone();
+        opts.compression = job.settings.compression;
+        opts.on_missing_file = job.settings.on_missing_file;
+        opts.jobs = 1; // parallelism comes from the engine's workers
+        Ok(opts)
+    }
+
+    fn job(&self, job_id: &str) -> anyhow::Result<jobs::JobRow> {
+        self.store
+            .read(|c| jobs::job_for_task(c, job_id))?
+            .ok_or_else(|| anyhow::anyhow!("job {job_id} vanished"))
+    }
+
+    fn planned(&self, job: &jobs::JobRow, source_n: i64) -> anyhow::Result<PlanEntry> {
+        let key = (job.id.clone(), source_n);
+        if let Some(p) = self.plans.lock().unwrap().get(&key) {
+            return Ok(Arc::clone(p));
+        }
+        let opts = self.options(job, source_n)?;
+        let (src, plan) = split::plan(&opts)?;
+        let entry = Arc::new((src, plan, opts));
+        self.plans.lock().unwrap().insert(key, Arc::clone(&entry));
+        Ok(entry)
+    }
+
+    fn plan(&self, task: &Task) -> anyhow::Result<()> {
+        let job = self.job(&task.job_id)?;
+        let source_n = task.source_n.expect("PLAN has a source");
+        self.plans.lock().unwrap().remove(&(job.id.clone(), source_n));
+        let entry = self.planned(&job, source_n)?;
+        let (src, plan, opts) = &*entry;
+        let parts: Vec<PartRow> = plan
+            .parts
+            .iter()
+            .map(|p| PartRow {
+                source_n,
+                n: p.n as i64,
+                path: p.path(&opts.out).to_string_lossy().into_owned(),
+                rows: p.rows as i64,
+                first_line: p.first_line as i64,
+                last_line: p.last_line as i64,
+                files: p.files.len() as i64,
+                payload_bytes: p.payload_bytes as i64,
+                comment: p.comment.clone(),
+            })
+            .collect();
+        let skipped: Vec<(u64, String)> = plan.skipped.iter().map(|s| (s.line, s.value.clone())).collect();
+        let per_part = src.random_access();
+        let rows = plan.rows as i64;
+        let t = task.clone();
+        self.store
+            .write(move |tx| jobs::planned(tx, &t, &parts, per_part, rows, &skipped))?;
+        Ok(())
+    }
+
+    /// For PACK tasks: records each part the moment it is published (renamed and
+    /// fsynced), not when the whole task ends.
+    fn part_hook(&self, task: &Task) -> PartHook {
+        if task.kind != "PACK" {
+            return PartHook::default();
+        }
+        let store = self.store.clone();
+        let job_id = task.job_id.clone();
+        let source_n = task.source_n.unwrap_or(1);
+        PartHook(Some(Arc::new(move |n, w| {
+            let (job_id, sha, bytes) = (job_id.clone(), w.sha256.clone(), w.bytes);
+            if let Err(e) = store.write(move |tx| jobs::part_done(tx, &job_id, source_n, n as i64, bytes, &sha)) {
+                tracing::error!("recording part {n}: {e:#}");
+            }
+        })))
+    }
+
+    fn pack(&self, task: &Task, progress: &Progress) -> anyhow::Result<()> {
+        let job = self.job(&task.job_id)?;
+        let source_n = task.source_n.expect("PACK has a source");
+        let entry = self.planned(&job, source_n)?;
+        let (src, plan, opts) = &*entry;
+        let numbers: Vec<usize> = match task.part_n {
+            Some(n) => vec![n as usize],
+            None => self
+                .store
+                .read(|c| jobs::pending_parts(c, &job.id, source_n))?
+                .into_iter()
+                .map(|n| n as usize)
+                .collect(),
+        };
+        split::pack_parts(src, plan, &numbers, opts, progress)?;
+        let t = task.clone();
+        self.store.write(move |tx| jobs::task_done(tx, t.id, &t.job_id))?;
+        Ok(())
+    }
+}
+
+/// Removes the parts and temp files of a failed job: a failed delivery must not
+/// leave anything that looks like a finished part.
+fn remove_parts(dir: &Path) {
+    let Ok(items) = std::fs::read_dir(dir) else { return };
+    for item in items.flatten() {
+        let name = item.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".zip") || name.ends_with(".batchd-tmp") {
+            let _ = std::fs::remove_file(item.path());
+        }
+    }
+}
+
+/// Startup recovery: tasks left RUNNING run again, and parts recorded DONE whose
+/// file is gone or has another size are made again.
+fn recover(store: &Store) -> anyhow::Result<()> {
+    let requeued = store.write(jobs::recover)?;
+    if requeued > 0 {
+        tracing::info!("recovery: {requeued} task(s) left running by a crash will run again");
+    }
+    for p in store.read(jobs::done_parts)? {
+        let ok = std::fs::metadata(PathBuf::from(&p.path)).is_ok_and(|m| m.len() as i64 == p.bytes);
+        if !ok {
+            tracing::warn!("recovery: part {} is missing or changed; it will be made again", p.path);
+            store.write(move |tx| jobs::reopen_part(tx, &p.job_id, p.source_n, p.n))?;
+        }
+    }
+    Ok(())
+}

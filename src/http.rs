@@ -1,0 +1,509 @@
+//! The JSON HTTP API on tiny_http: a fixed pool of handler threads, bearer-token
+//! auth compared in constant time (everything but `/healthz`), body limits checked
+//! from the headers before any body is read, and one function per resource.
+//! Handlers read through the pool and write through the store's writer thread.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::config::Config;
+use crate::engine::{self, Engine};
+use crate::store::jobs::{self, NewJob, Reject, Settings};
+use crate::store::Store;
+
+pub struct Api {
+    pub store: Store,
+    pub engine: Arc<Engine>,
+    pub config: Arc<Config>,
+    pub token: String,
+    roots: Vec<PathBuf>,
+}
+
+/// A response: status, JSON (or text) body, extra headers.
+struct Reply {
+    status: u16,
+    body: String,
+    content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
+}
+
+fn reply(status: u16, body: Value) -> Reply {
+    Reply {
+        status,
+        body: body.to_string(),
+        content_type: "application/json",
+        headers: Vec::new(),
+    }
+}
+
+fn fail(status: u16, code: &str, message: impl Into<String>) -> Reply {
+    reply(status, json!({"error": {"code": code, "message": message.into()}}))
+}
+
+fn reject(r: Reject) -> Reply {
+    match r {
+        Reject::NotFound => fail(404, "NOT_FOUND", "no job with that id"),
+        Reject::Conflict(m) => fail(409, "CONFLICT", m),
+        Reject::KeyReused => fail(
+            422,
+            "IDEMPOTENCY_KEY_REUSED",
+            "this Idempotency-Key was used with a different request body",
+        ),
+    }
+}
+
+fn internal(e: anyhow::Error) -> Reply {
+    tracing::error!("request failed: {e:#}");
+    fail(500, "INTERNAL", format!("{e:#}"))
+}
+
+/// Constant-time comparison, so response timing does not reveal the token.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8;
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
+    }
+    diff == 0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    #[serde(default)]
+    sources: Vec<String>,
+    #[serde(default = "yes")]
+    submit: bool,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    priority: i64,
+    batch_size: Option<usize>,
+    compression: Option<crate::split::Compression>,
+    on_missing_file: Option<crate::split::OnMissing>,
+    manifest: Option<String>,
+    file_column: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourcesBody {
+    sources: Vec<String>,
+}
+
+impl Api {
+    pub fn new(store: Store, engine: Arc<Engine>, config: Arc<Config>, token: String) -> Api {
+        let roots = config
+            .allowed_roots()
+            .iter()
+            .filter_map(|r| std::fs::canonicalize(r).ok())
+            .collect();
+        Api {
+            store,
+            engine,
+            config,
+            token,
+            roots,
+        }
+    }
+
+    /// Starts the handler threads; they end when the server is unblocked.
+    pub fn serve(self: &Arc<Self>, server: &Arc<Server>) -> Vec<JoinHandle<()>> {
+        (0..self.config.http.workers)
+            .map(|i| {
+                let (api, server) = (Arc::clone(self), Arc::clone(server));
+                std::thread::Builder::new()
+                    .name(format!("batchd-http-{i}"))
+                    .spawn(move || {
+                        while let Ok(req) = server.recv() {
+                            api.handle(req);
+                        }
+                    })
+                    .expect("spawning an HTTP thread")
+            })
+            .collect()
+    }
+
+    fn handle(&self, mut req: Request) {
+        let r = self.route(&mut req);
+        let mut resp = Response::from_string(r.body).with_status_code(r.status);
+        resp.add_header(Header::from_bytes("Content-Type", r.content_type).expect("valid header"));
+        for (k, v) in r.headers {
+            resp.add_header(Header::from_bytes(k, v.as_bytes()).expect("valid header"));
+        }
+        if let Err(e) = req.respond(resp) {
+            tracing::debug!("client went away: {e}");
+        }
+    }
+
+    fn authorized(&self, req: &Request) -> bool {
+        req.headers().iter().filter(|h| h.field.equiv("Authorization")).any(|h| {
+            let v = h.value.as_str();
+            v.strip_prefix("Bearer ")
+                .is_some_and(|t| same(t.trim().as_bytes(), self.token.as_bytes()))
+        })
+    }
+
+    /// Reads a POST body within the limit, or explains why not.
+    fn body(&self, req: &mut Request) -> Result<Vec<u8>, Reply> {
+        let max = self.config.http.max_body_bytes;
+        let chunked = req.headers().iter().any(|h| h.field.equiv("Transfer-Encoding"));
+        let Some(len) = req.body_length() else {
+            return Err(if chunked {
+                fail(411, "LENGTH_REQUIRED", "send the body with a Content-Length header, not chunked")
+            } else {
+                fail(411, "LENGTH_REQUIRED", "a POST needs a Content-Length header (0 for an empty body)")
+            });
+        };
+        if len as u64 > max {
+            // Close the connection: the unread body must not be taken for the next request.
+            let mut r = fail(413, "BODY_TOO_LARGE", format!("the body is {len} bytes; the limit is {max}"));
+            r.headers.push(("Connection", "close".into()));
+            return Err(r);
+        }
+        let mut body = Vec::with_capacity(len);
+        req.as_reader()
+            .take(max + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| fail(400, "BAD_REQUEST", format!("reading the body: {e}")))?;
+        Ok(body)
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
+        let text = if body.iter().all(|b| b.is_ascii_whitespace()) {
+            &b"{}"[..]
+        } else {
+            body
+        };
+        serde_json::from_slice(text).map_err(|e| fail(400, "MALFORMED_JSON", format!("at line {}, column {}: {e}", e.line(), e.column())))
+    }
+
+    fn route(&self, req: &mut Request) -> Reply {
+        let url = req.url().to_owned();
+        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+        let query: BTreeMap<String, String> = query
+            .split('&')
+            .filter(|s| !s.is_empty())
+            .map(|kv| {
+                kv.split_once('=')
+                    .map_or((kv.to_owned(), String::new()), |(k, v)| (k.to_owned(), v.to_owned()))
+            })
+            .collect();
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let method = req.method().clone();
+        if segs == ["healthz"] {
+            return reply(200, json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}));
+        }
+        if !self.authorized(req) {
+            let mut r = fail(
+                401,
+                "UNAUTHORIZED",
+                "send Authorization: Bearer <token> (the token is in DATA_DIR/token)",
+            );
+            r.headers.push(("WWW-Authenticate", "Bearer realm=\"batchd\"".into()));
+            return r;
+        }
+        let post_body = if method == Method::Post {
+            match self.body(req) {
+                Ok(b) => Some(b),
+                Err(r) => return r,
+            }
+        } else {
+            None
+        };
+        let body = post_body.as_deref().unwrap_or_default();
+        let r = match (&method, segs.as_slice()) {
+            (Method::Get, ["metrics"]) => self.metrics(),
+            (Method::Post, ["v1", "jobs"]) => self.create(req, body),
+            (Method::Get, ["v1", "jobs"]) => self.list(&query),
+            (Method::Get, ["v1", "jobs", id]) => self.get(id),
+            (Method::Get, ["v1", "jobs", id, "parts"]) => self.parts(id),
+            (Method::Post, ["v1", "jobs", id, "sources"]) => self.add_sources(id, body),
+            (Method::Post, ["v1", "jobs", id, "submit"]) => Ok(self.act(id, jobs::submit)),
+            (Method::Post, ["v1", "jobs", id, "cancel"]) => {
+                let r = self.act(id, jobs::cancel);
+                if r.status == 200 {
+                    self.engine.cancel_job(id);
+                }
+                Ok(r)
+            }
+            (Method::Get, ["v1", "events"]) => self.events(&query),
+            (_, ["v1", "jobs"] | ["v1", "jobs", _] | ["v1", "jobs", _, _] | ["v1", "events"] | ["metrics"]) => {
+                Ok(fail(405, "METHOD_NOT_ALLOWED", format!("{method} is not allowed on {path}")))
+            }
+            _ => Ok(fail(404, "NOT_FOUND", format!("no such endpoint: {path}"))),
+        };
+        r.unwrap_or_else(|e| e)
+    }
+
+    fn view(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        let stall = self.config.engine.stall_seconds;
+        self.store.read(|c| jobs::view(c, id, stall))
+    }
+
+    fn get(&self, id: &str) -> Result<Reply, Reply> {
+        match self.view(id).map_err(internal)? {
+            Some(v) => Ok(reply(200, v)),
+            None => Ok(reject(Reject::NotFound)),
+        }
+    }
+
+    fn parts(&self, id: &str) -> Result<Reply, Reply> {
+        let id = id.to_owned();
+        let (exists, parts) = self
+            .store
+            .read(|c| Ok((jobs::exists(c, &id)?, jobs::parts(c, &id)?)))
+            .map_err(internal)?;
+        if !exists {
+            return Ok(reject(Reject::NotFound));
+        }
+        Ok(reply(200, json!({"parts": parts})))
+    }
+
+    fn list(&self, q: &BTreeMap<String, String>) -> Result<Reply, Reply> {
+        let status = q.get("status").map(|s| s.to_ascii_uppercase());
+        if let Some(s) = &status {
+            if !["DRAFT", "QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"].contains(&s.as_str()) {
+                return Err(fail(400, "BAD_REQUEST", format!("unknown status {s:?}")));
+            }
+        }
+        let limit = q
+            .get("limit")
+            .map(|l| l.parse::<i64>())
+            .transpose()
+            .map_err(|_| fail(400, "BAD_REQUEST", "limit must be a number"))?
+            .unwrap_or(50)
+            .clamp(1, 500);
+        let after = q
+            .get("after")
+            .map(|a| a.parse::<i64>())
+            .transpose()
+            .map_err(|_| fail(400, "BAD_REQUEST", "after must be the `next` value of a previous page"))?;
+        let stall = self.config.engine.stall_seconds;
+        let (list, next) = self
+            .store
+            .read(|c| jobs::list(c, status.as_deref(), limit, after, stall))
+            .map_err(internal)?;
+        Ok(reply(200, json!({"jobs": list, "next": next})))
+    }
+
+    fn events(&self, q: &BTreeMap<String, String>) -> Result<Reply, Reply> {
+        let after = q
+            .get("after")
+            .map(|a| a.parse::<i64>())
+            .transpose()
+            .map_err(|_| fail(400, "BAD_REQUEST", "after must be an event id"))?
+            .unwrap_or(0);
+        let wait = q
+            .get("wait")
+            .map(|w| w.parse::<f64>())
+            .transpose()
+            .map_err(|_| fail(400, "BAD_REQUEST", "wait must be seconds"))?
+            .unwrap_or(0.0)
+            .clamp(0.0, 30.0);
+        let deadline = std::time::Instant::now() + Duration::from_secs_f64(wait);
+        loop {
+            let events = self.store.read(|c| jobs::events(c, after, 500)).map_err(internal)?;
+            let now = std::time::Instant::now();
+            if !events.is_empty() || now >= deadline {
+                let next = events.last().and_then(|e| e["id"].as_i64()).unwrap_or(after);
+                return Ok(reply(200, json!({"events": events, "next": next})));
+            }
+            self.store.bell.wait(deadline - now);
+        }
+    }
+
+    /// Resolves and checks a source path: it must exist and lie below an allowed root.
+    fn check_source(&self, p: &str) -> Result<String, Reply> {
+        let canon = std::fs::canonicalize(p).map_err(|e| fail(400, "SOURCE_NOT_FOUND", format!("{p}: {e}")))?;
+        if !self.roots.iter().any(|r| canon.starts_with(r)) {
+            let roots: Vec<String> = self.roots.iter().map(|r| r.display().to_string()).collect();
+            return Err(fail(
+                403,
+                "FORBIDDEN_PATH",
+                format!(
+                    "{} is outside the allowed roots ({}); add its directory to http.allowed_roots",
+                    canon.display(),
+                    roots.join(", ")
+                ),
+            ));
+        }
+        Ok(canon.to_string_lossy().into_owned())
+    }
+
+    fn check_sources(&self, paths: &[String], existing: &[String]) -> Result<Vec<String>, Reply> {
+        let checked = paths.iter().map(|p| self.check_source(p)).collect::<Result<Vec<_>, _>>()?;
+        let mut stems = std::collections::HashSet::new();
+        for p in existing.iter().chain(&checked) {
+            if !stems.insert(crate::split::source::stem(Path::new(p))) {
+                return Err(fail(
+                    400,
+                    "DUPLICATE_SOURCE",
+                    format!(
+                        "two sources of one job would write parts named {}-part*.zip; submit them as separate jobs",
+                        crate::split::source::stem(Path::new(p))
+                    ),
+                ));
+            }
+        }
+        Ok(checked)
+    }
+
+    fn create(&self, req: &Request, body: &[u8]) -> Result<Reply, Reply> {
+        let parsed: Value = Self::json(body)?;
+        let b: CreateBody = serde_json::from_value(parsed.clone()).map_err(|e| fail(400, "BAD_REQUEST", e.to_string()))?;
+        if let Some(k) = &b.kind {
+            if k != "ingest" {
+                return Err(fail(
+                    400,
+                    "BAD_REQUEST",
+                    format!("kind {k:?} is not supported yet (only \"ingest\")"),
+                ));
+            }
+        }
+        if b.sources.is_empty() && b.submit {
+            return Err(fail(
+                400,
+                "BAD_REQUEST",
+                "a submitted job needs at least one source (or send \"submit\": false for a draft)",
+            ));
+        }
+        let d = &self.config.defaults;
+        let settings = Settings {
+            batch_size: b.batch_size.unwrap_or(d.batch_size),
+            compression: b.compression.unwrap_or(d.compression),
+            on_missing_file: b.on_missing_file.unwrap_or(d.on_missing_file),
+            manifest: b.manifest.clone().unwrap_or_else(|| d.manifest.clone()),
+            file_column: b.file_column.clone().or_else(|| d.file_column.clone()),
+        };
+        if settings.batch_size == 0 {
+            return Err(fail(400, "BAD_REQUEST", "batch_size must be at least 1"));
+        }
+        let sources = self.check_sources(&b.sources, &[])?;
+        let key = req
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Idempotency-Key"))
+            .map(|h| h.value.as_str().to_owned());
+        let id = engine::new_id();
+        let job = NewJob {
+            out_dir: self.config.data_dir.join("parts").join(&id).to_string_lossy().into_owned(),
+            id,
+            kind: "ingest".into(),
+            sources,
+            settings,
+            trigger: req
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("X-Batchd-Trigger"))
+                .map_or("api", |h| if h.value.as_str() == "cli" { "cli" } else { "api" })
+                .into(),
+            submit: b.submit,
+            priority: b.priority,
+            idempotency: key.map(|k| (k, crate::split::zipwrite::hex(&Sha256::digest(parsed.to_string().as_bytes())))),
+        };
+        let outcome = self.store.write(move |tx| jobs::create(tx, &job)).map_err(internal)?;
+        let (id, created) = outcome.map_err(reject)?;
+        let view = self.view(&id).map_err(internal)?.unwrap_or(Value::Null);
+        let mut r = reply(if created { 201 } else { 200 }, view);
+        r.headers.push(("Location", format!("/v1/jobs/{id}")));
+        if !created {
+            r.headers.push(("Idempotent-Replayed", "true".into()));
+        }
+        Ok(r)
+    }
+
+    fn add_sources(&self, id: &str, body: &[u8]) -> Result<Reply, Reply> {
+        let b: SourcesBody = Self::json(body)?;
+        let job = self
+            .store
+            .read(|c| jobs::job_for_task(c, id))
+            .map_err(internal)?
+            .ok_or_else(|| reject(Reject::NotFound))?;
+        if job.status != "DRAFT" {
+            return Err(reject(Reject::Conflict(format!(
+                "job is {}; sources can only be added to a DRAFT job",
+                job.status
+            ))));
+        }
+        let existing = job.sources;
+        let sources = self.check_sources(&b.sources, &existing)?;
+        let id2 = id.to_owned();
+        self.store
+            .write(move |tx| jobs::add_sources(tx, &id2, &sources))
+            .map_err(internal)?
+            .map_err(reject)?;
+        self.get(id)
+    }
+
+    fn act(&self, id: &str, f: fn(&crate::store::Tx, &str) -> r2d2_sqlite::rusqlite::Result<Result<(), Reject>>) -> Reply {
+        let id2 = id.to_owned();
+        match self.store.write(move |tx| f(tx, &id2)) {
+            Err(e) => internal(e),
+            Ok(Err(r)) => reject(r),
+            Ok(Ok(())) => self.get(id).unwrap_or_else(|e| e),
+        }
+    }
+
+    fn metrics(&self) -> Result<Reply, Reply> {
+        let running = self.engine.running_tasks();
+        let text = self
+            .store
+            .read(|c| {
+                let mut out = String::new();
+                out.push_str("# HELP batchd_build_info Build information.\n# TYPE batchd_build_info gauge\n");
+                out.push_str(&format!("batchd_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION")));
+                out.push_str("# HELP batchd_jobs Jobs by status.\n# TYPE batchd_jobs gauge\n");
+                let mut counts: BTreeMap<String, i64> = ["DRAFT", "QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"].iter().map(|s| (s.to_string(), 0)).collect();
+                let mut st = c.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
+                for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+                    let (s, n) = r?;
+                    counts.insert(s, n);
+                }
+                for (s, n) in counts {
+                    out.push_str(&format!("batchd_jobs{{status=\"{s}\"}} {n}\n"));
+                }
+                let (rows, bytes): (i64, i64) = c.query_row(
+                    "SELECT (SELECT COALESCE(SUM(processed_rows), 0) FROM jobs), (SELECT COALESCE(SUM(bytes), 0) FROM parts WHERE state = 'DONE')",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                out.push_str(&format!("# HELP batchd_rows_processed_total Manifest rows packed into parts.\n# TYPE batchd_rows_processed_total counter\nbatchd_rows_processed_total {rows}\n"));
+                out.push_str(&format!("# HELP batchd_part_bytes_total Bytes of parts written.\n# TYPE batchd_part_bytes_total counter\nbatchd_part_bytes_total {bytes}\n"));
+                out.push_str(&format!("# HELP batchd_tasks_running Tasks running now.\n# TYPE batchd_tasks_running gauge\nbatchd_tasks_running {running}\n"));
+                out.push_str("# HELP batchd_task_duration_seconds Duration of finished tasks.\n# TYPE batchd_task_duration_seconds histogram\n");
+                const BUCKETS: [f64; 8] = [0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0];
+                for kind in ["PLAN", "PACK", "FINISH"] {
+                    let mut st = c.prepare_cached("SELECT finished - started FROM tasks WHERE kind = ?1 AND state = 'DONE' AND started IS NOT NULL")?;
+                    let durations: Vec<f64> = st.query_map([kind], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                    for b in BUCKETS {
+                        let n = durations.iter().filter(|&&d| d <= b).count();
+                        out.push_str(&format!("batchd_task_duration_seconds_bucket{{kind=\"{kind}\",le=\"{b}\"}} {n}\n"));
+                    }
+                    out.push_str(&format!("batchd_task_duration_seconds_bucket{{kind=\"{kind}\",le=\"+Inf\"}} {}\n", durations.len()));
+                    out.push_str(&format!("batchd_task_duration_seconds_sum{{kind=\"{kind}\"}} {}\n", durations.iter().sum::<f64>()));
+                    out.push_str(&format!("batchd_task_duration_seconds_count{{kind=\"{kind}\"}} {}\n", durations.len()));
+                }
+                Ok(out)
+            })
+            .map_err(internal)?;
+        Ok(Reply {
+            status: 200,
+            body: text,
+            content_type: "text/plain; version=0.0.4",
+            headers: Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,816 @@
+//! Queries on jobs, tasks, parts and events. Write functions take the writer's
+//! transaction; read functions take a pooled read connection. The job status the
+//! API and CLI show is computed here from the rows, never kept in memory.
+
+use std::collections::BTreeMap;
+
+use r2d2_sqlite::rusqlite::{self, params, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::Tx;
+use crate::split::{Compression, OnMissing};
+
+/// Settings of one job, stored as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub batch_size: usize,
+    pub compression: Compression,
+    pub on_missing_file: OnMissing,
+    pub manifest: String,
+    pub file_column: Option<String>,
+}
+
+/// Why a request on a job could not be carried out.
+#[derive(Debug, PartialEq)]
+pub enum Reject {
+    NotFound,
+    Conflict(String),
+    /// The idempotency key was used before with another body.
+    KeyReused,
+}
+
+pub struct NewJob {
+    pub id: String,
+    pub kind: String,
+    pub sources: Vec<String>,
+    pub settings: Settings,
+    pub trigger: String,
+    pub submit: bool,
+    pub priority: i64,
+    pub out_dir: String,
+    pub idempotency: Option<(String, String)>,
+}
+
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+pub fn event(tx: &Tx, job_id: Option<&str>, kind: &str, data: Value) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO events (job_id, at, kind, data) VALUES (?1, ?2, ?3, ?4)",
+        params![job_id, now(), kind, data.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Creates a job (or returns the one an idempotency key already made).
+/// `Ok(Ok((id, created)))`: `created` is false for an idempotent replay.
+pub fn create(tx: &Tx, job: &NewJob) -> rusqlite::Result<Result<(String, bool), Reject>> {
+    if let Some((key, hash)) = &job.idempotency {
+        let existing: Option<(String, String)> = tx
+            .query_row("SELECT body_hash, job_id FROM idempotency WHERE key = ?1", [key], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((h, id)) = existing {
+            return Ok(if &h == hash { Ok((id, false)) } else { Err(Reject::KeyReused) });
+        }
+    }
+    let t = now();
+    let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs", [], |r| r.get(0))?;
+    let status = if job.submit { "QUEUED" } else { "DRAFT" };
+    tx.execute(
+        "INSERT INTO jobs (id, seq, kind, status, trigger, priority, settings, out_dir, created, modified)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        params![
+            job.id,
+            seq,
+            job.kind,
+            status,
+            job.trigger,
+            job.priority,
+            serde_json::to_string(&job.settings).unwrap(),
+            job.out_dir,
+            t
+        ],
+    )?;
+    for (n, path) in job.sources.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO sources (job_id, n, path) VALUES (?1, ?2, ?3)",
+            params![job.id, n as i64 + 1, path],
+        )?;
+    }
+    if let Some((key, hash)) = &job.idempotency {
+        tx.execute(
+            "INSERT INTO idempotency (key, body_hash, job_id, created) VALUES (?1, ?2, ?3, ?4)",
+            params![key, hash, job.id, t],
+        )?;
+    }
+    event(
+        tx,
+        Some(&job.id),
+        "job.created",
+        json!({"status": status, "sources": job.sources.len(), "trigger": job.trigger}),
+    )?;
+    if job.submit {
+        queue_tasks(tx, &job.id)?;
+    }
+    Ok(Ok((job.id.clone(), true)))
+}
+
+/// PLAN per source, and a FINISH that waits for everything else.
+fn queue_tasks(tx: &Tx, job_id: &str) -> rusqlite::Result<()> {
+    let t = now();
+    tx.execute(
+        "INSERT INTO tasks (job_id, kind, source_n, state, created) SELECT job_id, 'PLAN', n, 'READY', ?2 FROM sources WHERE job_id = ?1 ORDER BY n",
+        params![job_id, t],
+    )?;
+    tx.execute(
+        "INSERT INTO tasks (job_id, kind, state, created) VALUES (?1, 'FINISH', 'WAITING', ?2)",
+        params![job_id, t],
+    )?;
+    Ok(())
+}
+
+fn status_of(tx: &Connection, job_id: &str) -> rusqlite::Result<Option<String>> {
+    tx.query_row("SELECT status FROM jobs WHERE id = ?1", [job_id], |r| r.get(0))
+        .optional()
+}
+
+pub fn add_sources(tx: &Tx, job_id: &str, paths: &[String]) -> rusqlite::Result<Result<(), Reject>> {
+    match status_of(tx, job_id)?.as_deref() {
+        None => return Ok(Err(Reject::NotFound)),
+        Some("DRAFT") => {}
+        Some(s) => {
+            return Ok(Err(Reject::Conflict(format!(
+                "job is {s}; sources can only be added to a DRAFT job"
+            ))))
+        }
+    }
+    let next: i64 = tx.query_row("SELECT COALESCE(MAX(n), 0) + 1 FROM sources WHERE job_id = ?1", [job_id], |r| {
+        r.get(0)
+    })?;
+    for (i, p) in paths.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO sources (job_id, n, path) VALUES (?1, ?2, ?3)",
+            params![job_id, next + i as i64, p],
+        )?;
+    }
+    tx.execute("UPDATE jobs SET modified = ?2 WHERE id = ?1", params![job_id, now()])?;
+    event(tx, Some(job_id), "job.sources_added", json!({"added": paths.len()}))?;
+    Ok(Ok(()))
+}
+
+pub fn submit(tx: &Tx, job_id: &str) -> rusqlite::Result<Result<(), Reject>> {
+    match status_of(tx, job_id)?.as_deref() {
+        None => return Ok(Err(Reject::NotFound)),
+        Some("DRAFT") => {}
+        Some(s) => return Ok(Err(Reject::Conflict(format!("job is {s}; only a DRAFT job can be submitted")))),
+    }
+    let sources: i64 = tx.query_row("SELECT COUNT(*) FROM sources WHERE job_id = ?1", [job_id], |r| r.get(0))?;
+    if sources == 0 {
+        return Ok(Err(Reject::Conflict("job has no sources; add some before submitting".into())));
+    }
+    tx.execute(
+        "UPDATE jobs SET status = 'QUEUED', modified = ?2 WHERE id = ?1",
+        params![job_id, now()],
+    )?;
+    queue_tasks(tx, job_id)?;
+    event(tx, Some(job_id), "job.queued", json!({}))?;
+    Ok(Ok(()))
+}
+
+pub fn cancel(tx: &Tx, job_id: &str) -> rusqlite::Result<Result<(), Reject>> {
+    match status_of(tx, job_id)?.as_deref() {
+        None => return Ok(Err(Reject::NotFound)),
+        Some("DRAFT" | "QUEUED" | "PROCESSING") => {}
+        Some(s) => return Ok(Err(Reject::Conflict(format!("job is already {s}")))),
+    }
+    let t = now();
+    tx.execute(
+        "UPDATE jobs SET status = 'CANCELLED', modified = ?2, finished = ?2 WHERE id = ?1",
+        params![job_id, t],
+    )?;
+    tx.execute(
+        "UPDATE tasks SET state = 'CANCELLED', finished = ?2 WHERE job_id = ?1 AND state IN ('READY', 'WAITING')",
+        params![job_id, t],
+    )?;
+    event(tx, Some(job_id), "job.cancelled", json!({}))?;
+    Ok(Ok(()))
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: i64,
+    pub job_id: String,
+    pub kind: String,
+    pub source_n: Option<i64>,
+    pub part_n: Option<i64>,
+    pub attempts: i64,
+}
+
+/// Claims the next runnable task: highest job priority, then oldest job, then
+/// task order. The attempt is counted now, so a crash mid-task counts too.
+pub fn claim(tx: &Tx) -> rusqlite::Result<Option<Task>> {
+    let t = now();
+    let task = tx
+        .query_row(
+            "SELECT t.id, t.job_id, t.kind, t.source_n, t.part_n, t.attempts FROM tasks t JOIN jobs j ON j.id = t.job_id
+             WHERE t.state = 'READY' AND t.not_before <= ?1 AND j.status IN ('QUEUED', 'PROCESSING')
+             ORDER BY j.priority DESC, j.seq, t.id LIMIT 1",
+            [t],
+            |r| {
+                Ok(Task {
+                    id: r.get(0)?,
+                    job_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    source_n: r.get(3)?,
+                    part_n: r.get(4)?,
+                    attempts: r.get::<_, i64>(5)? + 1,
+                })
+            },
+        )
+        .optional()?;
+    if let Some(task) = &task {
+        tx.execute(
+            "UPDATE tasks SET state = 'RUNNING', attempts = attempts + 1, started = ?2 WHERE id = ?1",
+            params![task.id, t],
+        )?;
+        let changed = tx.execute(
+            "UPDATE jobs SET status = 'PROCESSING', started = COALESCE(started, ?2), last_progress = COALESCE(last_progress, ?2), modified = ?2
+             WHERE id = ?1 AND status = 'QUEUED'",
+            params![task.job_id, t],
+        )?;
+        if changed > 0 {
+            event(tx, Some(&task.job_id), "job.processing", json!({}))?;
+        }
+    }
+    Ok(task)
+}
+
+/// Seconds until the earliest READY task becomes runnable, if any is waiting.
+pub fn next_ready_in(conn: &Connection) -> rusqlite::Result<Option<f64>> {
+    conn.query_row(
+        "SELECT MIN(t.not_before) FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.state = 'READY' AND j.status IN ('QUEUED', 'PROCESSING')",
+        [],
+        |r| r.get::<_, Option<f64>>(0),
+    )
+    .map(|v| v.map(|nb| (nb - now()).max(0.0)))
+}
+
+/// Marks a task done and releases the job's FINISH when nothing else is left.
+pub fn task_done(tx: &Tx, task_id: i64, job_id: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE tasks SET state = 'DONE', finished = ?2 WHERE id = ?1 AND state = 'RUNNING'",
+        params![task_id, now()],
+    )?;
+    let open: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM tasks WHERE job_id = ?1 AND kind != 'FINISH' AND state IN ('READY', 'RUNNING', 'WAITING')",
+        [job_id],
+        |r| r.get(0),
+    )?;
+    if open == 0 {
+        tx.execute(
+            "UPDATE tasks SET state = 'READY' WHERE job_id = ?1 AND kind = 'FINISH' AND state = 'WAITING'",
+            [job_id],
+        )?;
+    }
+    Ok(())
+}
+
+/// Puts a task back to READY without judging it (shutdown, or a crash found at start).
+pub fn requeue(tx: &Tx, task_id: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE tasks SET state = 'READY', started = NULL WHERE id = ?1 AND state = 'RUNNING'",
+        [task_id],
+    )?;
+    Ok(())
+}
+
+/// A failed attempt: retried after `retry_in` seconds, or the job fails.
+pub fn task_failed(tx: &Tx, task: &Task, error: &Value, retry_in: Option<f64>) -> rusqlite::Result<bool> {
+    let t = now();
+    if let Some(delay) = retry_in {
+        tx.execute(
+            "UPDATE tasks SET state = 'READY', not_before = ?2, error = ?3 WHERE id = ?1",
+            params![task.id, t + delay, error.to_string()],
+        )?;
+        event(
+            tx,
+            Some(&task.job_id),
+            "task.retry",
+            json!({"task": task.kind, "part": task.part_n, "attempt": task.attempts, "in_seconds": delay, "error": error}),
+        )?;
+        return Ok(false);
+    }
+    tx.execute(
+        "UPDATE tasks SET state = 'FAILED', finished = ?2, error = ?3 WHERE id = ?1",
+        params![task.id, t, error.to_string()],
+    )?;
+    tx.execute(
+        "UPDATE tasks SET state = 'CANCELLED', finished = ?2 WHERE job_id = ?1 AND state IN ('READY', 'WAITING')",
+        params![task.job_id, t],
+    )?;
+    let changed = tx.execute(
+        "UPDATE jobs SET status = 'FAILED', error = ?2, finished = ?3, modified = ?3 WHERE id = ?1 AND status IN ('QUEUED', 'PROCESSING')",
+        params![task.job_id, error.to_string(), t],
+    )?;
+    if changed > 0 {
+        event(tx, Some(&task.job_id), "job.failed", json!({"error": error}))?;
+    }
+    Ok(true)
+}
+
+/// Startup recovery: tasks a crash left RUNNING run again (their attempt counted).
+pub fn recover(tx: &Tx) -> rusqlite::Result<usize> {
+    let n = tx.execute("UPDATE tasks SET state = 'READY', started = NULL WHERE state = 'RUNNING'", [])?;
+    if n > 0 {
+        event(tx, None, "daemon.recovered", json!({"tasks_requeued": n}))?;
+    }
+    Ok(n)
+}
+
+pub struct PartRow {
+    pub source_n: i64,
+    pub n: i64,
+    pub path: String,
+    pub rows: i64,
+    pub first_line: i64,
+    pub last_line: i64,
+    pub files: i64,
+    pub payload_bytes: i64,
+    pub comment: String,
+}
+
+/// The outcome of PLAN for one source: its parts and the PACK tasks that make them.
+pub fn planned(
+    tx: &Tx,
+    task: &Task,
+    parts: &[PartRow],
+    one_task_per_part: bool,
+    rows: i64,
+    skipped: &[(u64, String)],
+) -> rusqlite::Result<()> {
+    let t = now();
+    let source_n = task.source_n.expect("PLAN has a source");
+    let fresh = tx.execute(
+        "DELETE FROM tasks WHERE job_id = ?1 AND kind = 'PACK' AND source_n = ?2 AND state != 'DONE'",
+        params![task.job_id, source_n],
+    )?;
+    let _ = fresh;
+    for p in parts {
+        tx.execute(
+            "INSERT OR IGNORE INTO parts (job_id, source_n, n, path, rows, first_line, last_line, files, payload_bytes, comment, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'PENDING')",
+            params![
+                task.job_id,
+                p.source_n,
+                p.n,
+                p.path,
+                p.rows,
+                p.first_line,
+                p.last_line,
+                p.files,
+                p.payload_bytes,
+                p.comment
+            ],
+        )?;
+        if one_task_per_part {
+            tx.execute(
+                "INSERT INTO tasks (job_id, kind, source_n, part_n, state, created)
+                 SELECT ?1, 'PACK', ?2, ?3, 'READY', ?4 WHERE NOT EXISTS
+                 (SELECT 1 FROM parts WHERE job_id = ?1 AND source_n = ?2 AND n = ?3 AND state = 'DONE')",
+                params![task.job_id, source_n, p.n, t],
+            )?;
+        }
+    }
+    if !one_task_per_part {
+        tx.execute(
+            "INSERT INTO tasks (job_id, kind, source_n, state, created) VALUES (?1, 'PACK', ?2, 'READY', ?3)",
+            params![task.job_id, source_n, t],
+        )?;
+    }
+    let already: i64 = tx.query_row("SELECT COUNT(*) FROM tasks WHERE id = ?1 AND state = 'DONE'", [task.id], |r| {
+        r.get(0)
+    })?;
+    if already == 0 {
+        tx.execute(
+            "UPDATE jobs SET total_rows = total_rows + ?2, skipped_rows = skipped_rows + ?3, modified = ?4 WHERE id = ?1",
+            params![task.job_id, rows, skipped.len() as i64, t],
+        )?;
+        for (line, value) in skipped.iter().take(20) {
+            event(
+                tx,
+                Some(&task.job_id),
+                "row.skipped",
+                json!({"code": "MISSING_FILE", "line": line, "entry": value, "message": format!("line {line} names {value:?}, which is not in the source; the row was left out")}),
+            )?;
+        }
+        event(
+            tx,
+            Some(&task.job_id),
+            "source.planned",
+            json!({"source": source_n, "rows": rows, "parts": parts.len(), "skipped_rows": skipped.len()}),
+        )?;
+    }
+    task_done(tx, task.id, &task.job_id)
+}
+
+pub fn part_done(tx: &Tx, job_id: &str, source_n: i64, n: i64, bytes: u64, sha256: &str) -> rusqlite::Result<()> {
+    let t = now();
+    let changed = tx.execute(
+        "UPDATE parts SET state = 'DONE', bytes = ?4, sha256 = ?5, finished = ?6 WHERE job_id = ?1 AND source_n = ?2 AND n = ?3 AND state != 'DONE'",
+        params![job_id, source_n, n, bytes as i64, sha256, t],
+    )?;
+    if changed > 0 {
+        tx.execute(
+            "UPDATE jobs SET processed_rows = processed_rows + (SELECT rows FROM parts WHERE job_id = ?1 AND source_n = ?2 AND n = ?3),
+             last_progress = ?4, modified = ?4 WHERE id = ?1",
+            params![job_id, source_n, n, t],
+        )?;
+        event(
+            tx,
+            Some(job_id),
+            "part.done",
+            json!({"source": source_n, "part": n, "bytes": bytes, "sha256": sha256}),
+        )?;
+    }
+    Ok(())
+}
+
+pub fn finish(tx: &Tx, task: &Task) -> rusqlite::Result<()> {
+    let t = now();
+    let changed = tx.execute(
+        "UPDATE jobs SET status = 'COMPLETED', finished = ?2, modified = ?2 WHERE id = ?1 AND status = 'PROCESSING'",
+        params![task.job_id, t],
+    )?;
+    if changed > 0 {
+        event(tx, Some(&task.job_id), "job.completed", json!({}))?;
+    }
+    task_done(tx, task.id, &task.job_id)
+}
+
+// ----- reads -------------------------------------------------------------------
+
+pub struct JobRow {
+    pub id: String,
+    pub status: String,
+    pub settings: Settings,
+    pub out_dir: String,
+    pub sources: Vec<String>,
+}
+
+pub fn job_for_task(conn: &Connection, job_id: &str) -> rusqlite::Result<Option<JobRow>> {
+    let row = conn
+        .query_row("SELECT id, status, settings, out_dir FROM jobs WHERE id = ?1", [job_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((id, status, settings, out_dir)) = row else {
+        return Ok(None);
+    };
+    let settings = serde_json::from_str(&settings).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    Ok(Some(JobRow {
+        sources: sources(conn, &id)?,
+        id,
+        status,
+        settings,
+        out_dir,
+    }))
+}
+
+fn sources(conn: &Connection, job_id: &str) -> rusqlite::Result<Vec<String>> {
+    let mut st = conn.prepare_cached("SELECT path FROM sources WHERE job_id = ?1 ORDER BY n")?;
+    let v = st.query_map([job_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>();
+    v
+}
+
+pub fn pending_parts(conn: &Connection, job_id: &str, source_n: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut st = conn.prepare_cached("SELECT n FROM parts WHERE job_id = ?1 AND source_n = ?2 AND state != 'DONE' ORDER BY n")?;
+    let v = st.query_map(params![job_id, source_n], |r| r.get(0))?.collect();
+    v
+}
+
+pub struct DonePart {
+    pub job_id: String,
+    pub source_n: i64,
+    pub n: i64,
+    pub path: String,
+    pub bytes: i64,
+}
+
+/// Parts recorded DONE, for the startup check that their files are still there.
+pub fn done_parts(conn: &Connection) -> rusqlite::Result<Vec<DonePart>> {
+    let mut st = conn.prepare(
+        "SELECT p.job_id, p.source_n, p.n, p.path, p.bytes FROM parts p JOIN jobs j ON j.id = p.job_id
+         WHERE p.state = 'DONE' AND j.status IN ('QUEUED', 'PROCESSING')",
+    )?;
+    let v = st
+        .query_map([], |r| {
+            Ok(DonePart {
+                job_id: r.get(0)?,
+                source_n: r.get(1)?,
+                n: r.get(2)?,
+                path: r.get(3)?,
+                bytes: r.get(4)?,
+            })
+        })?
+        .collect();
+    v
+}
+
+/// A DONE part whose file went missing is made again.
+pub fn reopen_part(tx: &Tx, job_id: &str, source_n: i64, n: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE parts SET state = 'PENDING', bytes = NULL, sha256 = NULL, finished = NULL WHERE job_id = ?1 AND source_n = ?2 AND n = ?3",
+        params![job_id, source_n, n],
+    )?;
+    tx.execute(
+        "UPDATE jobs SET processed_rows = processed_rows - (SELECT rows FROM parts WHERE job_id = ?1 AND source_n = ?2 AND n = ?3) WHERE id = ?1",
+        params![job_id, source_n, n],
+    )?;
+    tx.execute(
+        "INSERT INTO tasks (job_id, kind, source_n, part_n, state, created) VALUES (?1, 'PACK', ?2, ?3, 'READY', ?4)",
+        params![job_id, source_n, n, now()],
+    )?;
+    tx.execute(
+        "UPDATE tasks SET state = 'WAITING' WHERE job_id = ?1 AND kind = 'FINISH' AND state = 'READY'",
+        [job_id],
+    )?;
+    Ok(())
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn rfc3339(t: f64) -> String {
+    let secs = t.floor() as i64;
+    let ms = ((t - t.floor()) * 1000.0) as u32;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = crate::split::names::civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+fn ts(v: Option<f64>) -> Value {
+    v.map_or(Value::Null, |t| Value::String(rfc3339(t)))
+}
+
+/// Window for `items_per_second`.
+const RATE_WINDOW: f64 = 120.0;
+const STAGES: [&str; 3] = ["PLAN", "PACK", "FINISH"];
+
+/// The full status of a job as the API returns it.
+pub fn view(conn: &Connection, job_id: &str, stall_seconds: u64) -> rusqlite::Result<Option<Value>> {
+    let row = conn
+        .query_row(
+            "SELECT id, kind, status, trigger, settings, out_dir, created, modified, started, finished, error, total_rows, processed_rows,
+                    skipped_rows, last_progress, campaign_id, parent_job_id, start_position, next_start_position, priority
+             FROM jobs WHERE id = ?1",
+            [job_id],
+            |r: &Row| {
+                Ok(json!({
+                    "id": r.get::<_, String>(0)?, "kind": r.get::<_, String>(1)?, "status": r.get::<_, String>(2)?,
+                    "trigger": r.get::<_, String>(3)?, "settings": serde_json::from_str::<Value>(&r.get::<_, String>(4)?).unwrap_or(Value::Null),
+                    "out_dir": r.get::<_, String>(5)?, "created": r.get::<_, f64>(6)?, "modified": r.get::<_, f64>(7)?,
+                    "started": r.get::<_, Option<f64>>(8)?, "finished": r.get::<_, Option<f64>>(9)?,
+                    "error": r.get::<_, Option<String>>(10)?.and_then(|e| serde_json::from_str::<Value>(&e).ok()),
+                    "total": r.get::<_, i64>(11)?, "processed": r.get::<_, i64>(12)?, "skipped": r.get::<_, i64>(13)?,
+                    "last_progress": r.get::<_, Option<f64>>(14)?, "campaign_id": r.get::<_, Option<String>>(15)?,
+                    "parent_job_id": r.get::<_, Option<String>>(16)?, "start_position": r.get::<_, Option<i64>>(17)?,
+                    "next_start_position": r.get::<_, Option<i64>>(18)?, "priority": r.get::<_, i64>(19)?,
+                }))
+            },
+        )
+        .optional()?;
+    let Some(j) = row else { return Ok(None) };
+    let t = now();
+
+    let mut tasks: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    let mut retrying = 0i64;
+    let mut planned_sources = 0i64;
+    {
+        let mut st = conn.prepare_cached("SELECT kind, state, COUNT(*), SUM(error IS NOT NULL AND state IN ('READY', 'RUNNING')) FROM tasks WHERE job_id = ?1 GROUP BY kind, state")?;
+        let rows = st.query_map([job_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })?;
+        for r in rows {
+            let (kind, state, n, retry) = r?;
+            if kind == "PLAN" && state == "DONE" {
+                planned_sources = n;
+            }
+            retrying += retry.unwrap_or(0);
+            tasks.entry(kind).or_default().insert(state, n);
+        }
+    }
+    let source_count: i64 = conn.query_row("SELECT COUNT(*) FROM sources WHERE job_id = ?1", [job_id], |r| r.get(0))?;
+    let recent: (Option<i64>, Option<f64>) = conn.query_row(
+        "SELECT SUM(rows), MIN(finished) FROM parts WHERE job_id = ?1 AND state = 'DONE' AND finished >= ?2",
+        params![job_id, t - RATE_WINDOW],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut errors: Vec<Value> = Vec::new();
+    {
+        let mut st = conn.prepare_cached("SELECT at, kind, data FROM events WHERE job_id = ?1 AND kind IN ('row.skipped', 'task.retry', 'job.failed') ORDER BY id DESC LIMIT 5")?;
+        let rows = st.query_map([job_id], |r| {
+            Ok((r.get::<_, f64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+        })?;
+        for r in rows {
+            let (at, kind, data) = r?;
+            let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+            let e = if kind == "row.skipped" { data } else { data["error"].clone() };
+            errors.push(json!({"at": rfc3339(at), "kind": kind, "code": e["code"], "entry": e["entry"], "line": e["line"], "message": e["message"]}));
+        }
+    }
+
+    let status = j["status"].as_str().unwrap_or_default().to_owned();
+    let total = j["total"].as_i64().unwrap_or(0);
+    let processed = j["processed"].as_i64().unwrap_or(0);
+    let skipped = j["skipped"].as_i64().unwrap_or(0);
+    let estimated = planned_sources < source_count;
+    let fraction = if total > 0 {
+        processed as f64 / total as f64
+    } else if status == "COMPLETED" {
+        1.0
+    } else {
+        0.0
+    };
+    let started = j["started"].as_f64();
+    // Rows per second over the recent window (or since the start, if shorter).
+    let rate = match (recent.0, started) {
+        (Some(rows), Some(s)) if rows > 0 => {
+            let span = (t - recent.1.unwrap_or(s).min(t - 1.0))
+                .clamp(1.0, RATE_WINDOW)
+                .max((t - s).min(RATE_WINDOW));
+            rows as f64 / span
+        }
+        _ => 0.0,
+    };
+    let active = matches!(status.as_str(), "QUEUED" | "PROCESSING");
+    let eta = (active && rate > 0.0 && total > 0 && !estimated).then(|| ((total - processed).max(0) as f64 / rate).round());
+    let stage_idx = STAGES.iter().position(|s| {
+        tasks
+            .get(*s)
+            .is_some_and(|m| m.keys().any(|k| k != "DONE" && k != "CANCELLED" && k != "FAILED"))
+    });
+    let current_stage = match (active, stage_idx) {
+        (true, Some(i)) => json!({"name": STAGES[i], "index": i + 1, "total": STAGES.len()}),
+        (true, None) => json!({"name": "PLAN", "index": 1, "total": STAGES.len()}),
+        _ => Value::Null,
+    };
+    let stalled = status == "PROCESSING" && j["last_progress"].as_f64().is_some_and(|lp| t - lp > stall_seconds as f64);
+    let health = if status == "FAILED" || stalled {
+        "unhealthy"
+    } else if skipped > 0 || retrying > 0 {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    let error_count = skipped + retrying + i64::from(status == "FAILED");
+    let message = status_message(&status, processed, total, fraction, rate, eta, &j, estimated);
+    let sources = sources(conn, job_id)?;
+
+    Ok(Some(json!({
+        "id": j["id"], "kind": j["kind"], "status": status, "trigger": j["trigger"], "priority": j["priority"],
+        "sources": sources, "settings": j["settings"], "out_dir": j["out_dir"],
+        "created": ts(j["created"].as_f64()), "modified": ts(j["modified"].as_f64()),
+        "started": ts(started), "finished": ts(j["finished"].as_f64()),
+        "progress": {
+            "processed": processed, "total": total, "percent": (fraction * 1000.0).round() / 10.0,
+            "items_per_second": (rate * 100.0).round() / 100.0, "eta_seconds": eta,
+            "current_stage": current_stage, "errors": error_count, "skipped": skipped,
+        },
+        "status_message": message,
+        "health": health,
+        "estimated_completion": eta.map(|e| rfc3339(t + e)),
+        "status_detail": {"tasks": tasks, "estimated": estimated, "percent_complete": (fraction * 10000.0).round() / 10000.0},
+        "errors": errors,
+        "error": j["error"],
+        "campaign_id": j["campaign_id"], "parent_job_id": j["parent_job_id"],
+        "start_position": j["start_position"], "next_start_position": j["next_start_position"],
+    })))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn status_message(
+    status: &str,
+    processed: i64,
+    total: i64,
+    fraction: f64,
+    rate: f64,
+    eta: Option<f64>,
+    j: &Value,
+    estimated: bool,
+) -> String {
+    let n = |v: i64| crate::cli::thousands(v.max(0) as u64);
+    match status {
+        "DRAFT" => "Draft: add sources, then submit".into(),
+        "QUEUED" => "Queued".into(),
+        "PROCESSING" if total == 0 || estimated => format!("Planning · {} rows so far", n(total)),
+        "PROCESSING" => {
+            let mut m = format!("Processing {}/{} rows ({:.1}%)", n(processed), n(total), fraction * 100.0);
+            if rate > 0.0 {
+                m.push_str(&format!(
+                    " · {} rows/sec",
+                    if rate >= 10.0 { format!("{rate:.0}") } else { format!("{rate:.1}") }
+                ));
+            }
+            if let Some(e) = eta {
+                m.push_str(&format!(" · ~{} remaining", human_duration(e)));
+            }
+            m
+        }
+        "COMPLETED" => {
+            let took = match (j["started"].as_f64(), j["finished"].as_f64()) {
+                (Some(s), Some(f)) => format!(" in {}", human_duration(f - s)),
+                _ => String::new(),
+            };
+            let skipped = j["skipped"].as_i64().unwrap_or(0);
+            let skip = if skipped > 0 {
+                format!(", {} skipped", n(skipped))
+            } else {
+                String::new()
+            };
+            format!("Completed {} rows{skip}{took}", n(processed))
+        }
+        "FAILED" => format!("Failed: {}", j["error"]["message"].as_str().unwrap_or("unknown error")),
+        "CANCELLED" => format!("Cancelled after {}/{} rows", n(processed), n(total)),
+        other => other.to_owned(),
+    }
+}
+
+/// 17820 → "4h 57m"; 95 → "1m 35s"; 7 → "7s".
+pub fn human_duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// Jobs, newest first, after the cursor `after` (a seq), with their sources.
+pub fn list(
+    conn: &Connection,
+    status: Option<&str>,
+    limit: i64,
+    after: Option<i64>,
+    stall: u64,
+) -> rusqlite::Result<(Vec<Value>, Option<i64>)> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, seq FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR seq < ?2) ORDER BY seq DESC LIMIT ?3",
+    )?;
+    let ids: Vec<(String, i64)> = st
+        .query_map(params![status, after, limit + 1], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let more = ids.len() as i64 > limit;
+    let mut jobs = Vec::new();
+    let mut last = None;
+    for (id, seq) in ids.into_iter().take(limit as usize) {
+        if let Some(v) = view(conn, &id, stall)? {
+            jobs.push(v);
+        }
+        last = Some(seq);
+    }
+    Ok((jobs, if more { last } else { None }))
+}
+
+pub fn parts(conn: &Connection, job_id: &str) -> rusqlite::Result<Vec<Value>> {
+    let mut st = conn.prepare_cached(
+        "SELECT source_n, n, path, rows, first_line, last_line, files, bytes, sha256, state, finished FROM parts WHERE job_id = ?1 ORDER BY source_n, n",
+    )?;
+    let v = st
+        .query_map([job_id], |r| {
+            Ok(json!({
+                "source": r.get::<_, i64>(0)?, "n": r.get::<_, i64>(1)?, "path": r.get::<_, String>(2)?, "rows": r.get::<_, i64>(3)?,
+                "lines": [r.get::<_, i64>(4)?, r.get::<_, i64>(5)?], "files": r.get::<_, i64>(6)?, "bytes": r.get::<_, Option<i64>>(7)?,
+                "sha256": r.get::<_, Option<String>>(8)?, "state": r.get::<_, String>(9)?, "finished": ts(r.get::<_, Option<f64>>(10)?),
+            }))
+        })?
+        .collect();
+    v
+}
+
+pub fn events(conn: &Connection, after: i64, limit: i64) -> rusqlite::Result<Vec<Value>> {
+    let mut st = conn.prepare_cached("SELECT id, job_id, at, kind, data FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+    let v = st
+        .query_map(params![after, limit], |r| {
+            Ok(json!({
+                "id": r.get::<_, i64>(0)?, "job_id": r.get::<_, Option<String>>(1)?, "at": rfc3339(r.get(2)?),
+                "kind": r.get::<_, String>(3)?, "data": serde_json::from_str::<Value>(&r.get::<_, String>(4)?).unwrap_or(Value::Null),
+            }))
+        })?
+        .collect();
+    v
+}
+
+pub fn exists(conn: &Connection, job_id: &str) -> rusqlite::Result<bool> {
+    Ok(status_of(conn, job_id)?.is_some())
+}

@@ -1,0 +1,199 @@
+//! The SQLite store: one file holds every job, source, task, part and event. This
+//! module owns opening it (pragmas read back and checked, because SQLite silently
+//! ignores a misspelled pragma), applying `schema.sql` and migrations, the single
+//! writer thread that owns the only write connection and commits queued writes in
+//! batches, and the small pool of read-only connections. Engine workers and HTTP
+//! handlers never hold a write connection: they hand closures to the writer.
+
+pub mod jobs;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use r2d2_sqlite::rusqlite::{self, Connection, OpenFlags};
+use r2d2_sqlite::SqliteConnectionManager;
+
+const SCHEMA: &str = include_str!("../../schema.sql");
+/// The version `schema.sql` creates; MIGRATIONS[i] moves version i+1 to i+2.
+pub const SCHEMA_VERSION: i64 = 1;
+const MIGRATIONS: &[&str] = &[];
+
+pub type Tx<'a> = rusqlite::Transaction<'a>;
+/// Called after the batch's COMMIT with its outcome.
+type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A queued write: runs inside the batch transaction, says whether it succeeded,
+/// and hands back what to tell its caller once the commit is done.
+type WriteFn = Box<dyn FnOnce(&Tx) -> (bool, Deliver) + Send>;
+
+/// Tells long-pollers that new events exist.
+#[derive(Default)]
+pub struct EventBell {
+    seq: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl EventBell {
+    pub fn ring(&self) {
+        *self.seq.lock().unwrap() += 1;
+        self.cv.notify_all();
+    }
+
+    /// Waits until rung or `timeout` passes.
+    pub fn wait(&self, timeout: Duration) {
+        let guard = self.seq.lock().unwrap();
+        let start = *guard;
+        let _ = self.cv.wait_timeout_while(guard, timeout, |s| *s == start);
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    tx: Sender<WriteFn>,
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    pub path: PathBuf,
+    pub bell: Arc<EventBell>,
+}
+
+fn pragma(conn: &Connection, name: &str, value: &str) -> anyhow::Result<String> {
+    conn.execute_batch(&format!("PRAGMA {name} = {value};"))
+        .with_context(|| format!("setting PRAGMA {name}"))?;
+    let got: String = conn
+        .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, rusqlite::types::Value>(0))
+        .map(|v| match v {
+            rusqlite::types::Value::Integer(i) => i.to_string(),
+            rusqlite::types::Value::Text(t) => t,
+            other => format!("{other:?}"),
+        })?;
+    Ok(got)
+}
+
+fn check(conn: &Connection, name: &str, value: &str, want: &str) -> anyhow::Result<()> {
+    let got = pragma(conn, name, value)?;
+    if !got.eq_ignore_ascii_case(want) {
+        bail!("PRAGMA {name} reads back {got:?}, expected {want:?}: this SQLite does not support what batchd needs");
+    }
+    Ok(())
+}
+
+fn open_write(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path).with_context(|| format!("opening database {}", path.display()))?;
+    check(&conn, "journal_mode", "WAL", "wal")?;
+    check(&conn, "foreign_keys", "ON", "1")?;
+    check(&conn, "busy_timeout", "5000", "5000")?;
+    // FULL: a commit is on disk when the writer answers, so a part recorded DONE stays DONE.
+    check(&conn, "synchronous", "FULL", "2")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let latest = SCHEMA_VERSION + MIGRATIONS.len() as i64;
+    if version > latest {
+        bail!("the database has schema version {version}, newer than this batchd knows ({latest}); run a newer batchd");
+    }
+    let tx = conn.transaction()?;
+    if version == 0 {
+        tx.execute_batch(SCHEMA).context("applying schema.sql")?;
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    }
+    let from = version.max(SCHEMA_VERSION);
+    for (i, m) in MIGRATIONS.iter().enumerate().skip((from - SCHEMA_VERSION) as usize) {
+        tx.execute_batch(m)
+            .with_context(|| format!("migration to version {}", SCHEMA_VERSION + i as i64 + 1))?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + i as i64 + 1))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and starts the writer.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        let mut conn = open_write(path)?;
+        migrate(&mut conn)?;
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)
+            .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;"));
+        let pool = r2d2::Pool::builder().max_size(4).build(manager).context("opening the read pool")?;
+        let (tx, rx) = mpsc::channel::<WriteFn>();
+        // The writer exits when the last Store clone (and so the last sender) is dropped.
+        std::thread::Builder::new()
+            .name("batchd-writer".into())
+            .spawn(move || writer_loop(conn, rx))?;
+        Ok(Store {
+            tx,
+            pool,
+            path: path.to_owned(),
+            bell: Arc::new(EventBell::default()),
+        })
+    }
+
+    /// Runs `f` in the writer's transaction and returns its result once committed.
+    pub fn write<R: Send + 'static>(&self, f: impl FnOnce(&Tx) -> rusqlite::Result<R> + Send + 'static) -> anyhow::Result<R> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel::<Result<rusqlite::Result<R>, String>>(1);
+        let job: WriteFn = Box::new(move |tx| {
+            let r = f(tx);
+            let ok = r.is_ok();
+            let deliver: Deliver = Box::new(move |commit| {
+                let _ = reply_tx.send(commit.map(|()| r));
+            });
+            (ok, deliver)
+        });
+        self.tx.send(job).map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
+        let r = reply_rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the database writer stopped before committing"))?;
+        let v = r
+            .map_err(|e| anyhow::anyhow!("database commit failed: {e}"))?
+            .context("database write")?;
+        self.bell.ring();
+        Ok(v)
+    }
+
+    /// Runs `f` on a pooled read-only connection.
+    pub fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> anyhow::Result<R> {
+        let conn = self.pool.get().context("taking a read connection")?;
+        Ok(f(&conn)?)
+    }
+}
+
+/// Takes the first queued write, then whatever else is queued (up to 256), and
+/// commits them in one transaction; each runs in its own savepoint so one failing
+/// write does not undo the others. Replies are held until the commit is durable.
+fn writer_loop(mut conn: Connection, rx: Receiver<WriteFn>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::error!("database: cannot begin a transaction: {e}");
+                // Run nothing; tell every caller.
+                drop(batch);
+                continue;
+            }
+        };
+        let mut delivers = Vec::with_capacity(batch.len());
+        for f in batch {
+            let _ = tx.execute_batch("SAVEPOINT w");
+            let (ok, deliver) = f(&tx);
+            let _ = tx.execute_batch(if ok { "RELEASE w" } else { "ROLLBACK TO w; RELEASE w" });
+            delivers.push(deliver);
+        }
+        let outcome = tx.commit().map_err(|e| e.to_string());
+        if let Err(e) = &outcome {
+            tracing::error!("database: commit failed: {e}");
+        }
+        for d in delivers {
+            d(outcome.clone());
+        }
+    }
+}
