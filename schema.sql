@@ -19,6 +19,7 @@ CREATE TABLE jobs (
     total_rows      INTEGER NOT NULL DEFAULT 0,
     processed_rows  INTEGER NOT NULL DEFAULT 0,
     skipped_rows    INTEGER NOT NULL DEFAULT 0,
+    error_events    INTEGER NOT NULL DEFAULT 0,       -- events worth listing under "errors"
     last_progress   REAL,                             -- when rows last moved (stall detection)
     campaign_id     TEXT,
     parent_job_id   TEXT REFERENCES jobs(id),

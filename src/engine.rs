@@ -127,6 +127,17 @@ impl Engine {
                 r.progress.cancel.store(true, Ordering::SeqCst);
             }
         }
+        self.forget(job_id);
+    }
+
+    /// Drops what is kept in memory for a job that has ended, and gives freed
+    /// memory back to the system: an edge daemon sits idle most of the time.
+    fn forget(&self, job_id: &str) {
+        self.plans.lock().unwrap().retain(|k, _| k.0 != job_id);
+        // SAFETY: malloc_trim only releases free heap pages.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 
     pub fn running_tasks(&self) -> usize {
@@ -198,10 +209,14 @@ impl Engine {
         let result = match task.kind.as_str() {
             "PLAN" => self.plan(&task),
             "PACK" => self.pack(&task, &progress),
-            "FINISH" => self.store.write({
-                let task = task.clone();
-                move |tx| jobs::finish(tx, &task)
-            }),
+            "FINISH" => {
+                let r = self.store.write({
+                    let task = task.clone();
+                    move |tx| jobs::finish(tx, &task)
+                });
+                self.forget(&task.job_id);
+                r
+            }
             other => Err(anyhow::anyhow!("unknown task kind {other}")),
         };
         self.running.lock().unwrap().remove(&task.id);
@@ -258,7 +273,6 @@ impl Engine {
         match self.store.write(move |tx| jobs::task_failed(tx, &t, &error, retry_in)) {
             Ok(true) => {
                 self.cancel_job(&task.job_id);
-                self.plans.lock().unwrap().retain(|k, _| k.0 != task.job_id);
                 if let Ok(Some(job)) = self.store.read(|c| jobs::job_for_task(c, &task.job_id)) {
                     remove_parts(Path::new(&job.out_dir));
                 }

@@ -20,7 +20,13 @@ use crate::engine::{self, Engine};
 use crate::store::jobs::{self, NewJob, Reject, Settings};
 use crate::store::Store;
 
+/// How long a rendered job view may be served again when nothing was written.
+const VIEW_TTL: Duration = Duration::from_millis(100);
+
 pub struct Api {
+    /// Rendered job views: (write generation, rendered at, body). Many clients
+    /// polling one job is the usual load; between writes they get the same bytes.
+    views: std::sync::Mutex<std::collections::HashMap<String, (u64, std::time::Instant, Arc<String>)>>,
     pub store: Store,
     pub engine: Arc<Engine>,
     pub config: Arc<Config>,
@@ -111,6 +117,7 @@ impl Api {
             .filter_map(|r| std::fs::canonicalize(r).ok())
             .collect();
         Api {
+            views: Default::default(),
             store,
             engine,
             config,
@@ -254,8 +261,32 @@ impl Api {
     }
 
     fn get(&self, id: &str) -> Result<Reply, Reply> {
+        let generation = self.store.bell.generation();
+        if let Some((g, at, body)) = self.views.lock().unwrap().get(id) {
+            if *g == generation && at.elapsed() < VIEW_TTL {
+                return Ok(Reply {
+                    status: 200,
+                    body: body.to_string(),
+                    content_type: "application/json",
+                    headers: Vec::new(),
+                });
+            }
+        }
         match self.view(id).map_err(internal)? {
-            Some(v) => Ok(reply(200, v)),
+            Some(v) => {
+                let body = Arc::new(v.to_string());
+                let mut views = self.views.lock().unwrap();
+                if views.len() > 4096 {
+                    views.clear();
+                }
+                views.insert(id.to_owned(), (generation, std::time::Instant::now(), Arc::clone(&body)));
+                Ok(Reply {
+                    status: 200,
+                    body: body.to_string(),
+                    content_type: "application/json",
+                    headers: Vec::new(),
+                })
+            }
             None => Ok(reject(Reject::NotFound)),
         }
     }

@@ -561,31 +561,37 @@ fn ts(v: Option<f64>) -> Value {
 const RATE_WINDOW: f64 = 120.0;
 const STAGES: [&str; 3] = ["PLAN", "PACK", "FINISH"];
 
-/// The full status of a job as the API returns it.
+/// The full status of a job as the API returns it: one query for the job and its
+/// aggregates, one for task counts, and one for errors only when it has any.
 pub fn view(conn: &Connection, job_id: &str, stall_seconds: u64) -> rusqlite::Result<Option<Value>> {
+    let t = now();
     let row = conn
-        .query_row(
+        .prepare_cached(
             "SELECT id, kind, status, trigger, settings, out_dir, created, modified, started, finished, error, total_rows, processed_rows,
-                    skipped_rows, last_progress, campaign_id, parent_job_id, start_position, next_start_position, priority
+                    skipped_rows, last_progress, campaign_id, parent_job_id, start_position, next_start_position, priority, error_events,
+                    (SELECT json_group_array(path) FROM (SELECT path FROM sources WHERE job_id = ?1 ORDER BY n)),
+                    (SELECT SUM(rows) FROM parts WHERE job_id = ?1 AND state = 'DONE' AND finished >= ?2),
+                    (SELECT MIN(finished) FROM parts WHERE job_id = ?1 AND state = 'DONE' AND finished >= ?2)
              FROM jobs WHERE id = ?1",
-            [job_id],
-            |r: &Row| {
-                Ok(json!({
-                    "id": r.get::<_, String>(0)?, "kind": r.get::<_, String>(1)?, "status": r.get::<_, String>(2)?,
-                    "trigger": r.get::<_, String>(3)?, "settings": serde_json::from_str::<Value>(&r.get::<_, String>(4)?).unwrap_or(Value::Null),
-                    "out_dir": r.get::<_, String>(5)?, "created": r.get::<_, f64>(6)?, "modified": r.get::<_, f64>(7)?,
-                    "started": r.get::<_, Option<f64>>(8)?, "finished": r.get::<_, Option<f64>>(9)?,
-                    "error": r.get::<_, Option<String>>(10)?.and_then(|e| serde_json::from_str::<Value>(&e).ok()),
-                    "total": r.get::<_, i64>(11)?, "processed": r.get::<_, i64>(12)?, "skipped": r.get::<_, i64>(13)?,
-                    "last_progress": r.get::<_, Option<f64>>(14)?, "campaign_id": r.get::<_, Option<String>>(15)?,
-                    "parent_job_id": r.get::<_, Option<String>>(16)?, "start_position": r.get::<_, Option<i64>>(17)?,
-                    "next_start_position": r.get::<_, Option<i64>>(18)?, "priority": r.get::<_, i64>(19)?,
-                }))
-            },
-        )
+        )?
+        .query_row(params![job_id, t - RATE_WINDOW], |r: &Row| {
+            Ok(json!({
+                "id": r.get::<_, String>(0)?, "kind": r.get::<_, String>(1)?, "status": r.get::<_, String>(2)?,
+                "trigger": r.get::<_, String>(3)?, "settings": serde_json::from_str::<Value>(&r.get::<_, String>(4)?).unwrap_or(Value::Null),
+                "out_dir": r.get::<_, String>(5)?, "created": r.get::<_, f64>(6)?, "modified": r.get::<_, f64>(7)?,
+                "started": r.get::<_, Option<f64>>(8)?, "finished": r.get::<_, Option<f64>>(9)?,
+                "error": r.get::<_, Option<String>>(10)?.and_then(|e| serde_json::from_str::<Value>(&e).ok()),
+                "total": r.get::<_, i64>(11)?, "processed": r.get::<_, i64>(12)?, "skipped": r.get::<_, i64>(13)?,
+                "last_progress": r.get::<_, Option<f64>>(14)?, "campaign_id": r.get::<_, Option<String>>(15)?,
+                "parent_job_id": r.get::<_, Option<String>>(16)?, "start_position": r.get::<_, Option<i64>>(17)?,
+                "next_start_position": r.get::<_, Option<i64>>(18)?, "priority": r.get::<_, i64>(19)?,
+                "error_events": r.get::<_, i64>(20)?,
+                "sources": serde_json::from_str::<Value>(&r.get::<_, String>(21)?).unwrap_or(Value::Null),
+                "recent_rows": r.get::<_, Option<i64>>(22)?, "recent_since": r.get::<_, Option<f64>>(23)?,
+            }))
+        })
         .optional()?;
     let Some(j) = row else { return Ok(None) };
-    let t = now();
 
     let mut tasks: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     let mut retrying = 0i64;
@@ -609,14 +615,8 @@ pub fn view(conn: &Connection, job_id: &str, stall_seconds: u64) -> rusqlite::Re
             tasks.entry(kind).or_default().insert(state, n);
         }
     }
-    let source_count: i64 = conn.query_row("SELECT COUNT(*) FROM sources WHERE job_id = ?1", [job_id], |r| r.get(0))?;
-    let recent: (Option<i64>, Option<f64>) = conn.query_row(
-        "SELECT SUM(rows), MIN(finished) FROM parts WHERE job_id = ?1 AND state = 'DONE' AND finished >= ?2",
-        params![job_id, t - RATE_WINDOW],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
     let mut errors: Vec<Value> = Vec::new();
-    {
+    if j["error_events"].as_i64().unwrap_or(0) > 0 {
         let mut st = conn.prepare_cached("SELECT at, kind, data FROM events WHERE job_id = ?1 AND kind IN ('row.skipped', 'task.retry', 'job.failed') ORDER BY id DESC LIMIT 5")?;
         let rows = st.query_map([job_id], |r| {
             Ok((r.get::<_, f64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
@@ -633,6 +633,7 @@ pub fn view(conn: &Connection, job_id: &str, stall_seconds: u64) -> rusqlite::Re
     let total = j["total"].as_i64().unwrap_or(0);
     let processed = j["processed"].as_i64().unwrap_or(0);
     let skipped = j["skipped"].as_i64().unwrap_or(0);
+    let source_count = j["sources"].as_array().map_or(0, |a| a.len() as i64);
     let estimated = planned_sources < source_count;
     let fraction = if total > 0 {
         processed as f64 / total as f64
@@ -643,11 +644,9 @@ pub fn view(conn: &Connection, job_id: &str, stall_seconds: u64) -> rusqlite::Re
     };
     let started = j["started"].as_f64();
     // Rows per second over the recent window (or since the start, if shorter).
-    let rate = match (recent.0, started) {
+    let rate = match (j["recent_rows"].as_i64(), started) {
         (Some(rows), Some(s)) if rows > 0 => {
-            let span = (t - recent.1.unwrap_or(s).min(t - 1.0))
-                .clamp(1.0, RATE_WINDOW)
-                .max((t - s).min(RATE_WINDOW));
+            let span = (t - s.max(t - RATE_WINDOW)).clamp(1.0, RATE_WINDOW);
             rows as f64 / span
         }
         _ => 0.0,
@@ -674,7 +673,7 @@ pub fn view(conn: &Connection, job_id: &str, stall_seconds: u64) -> rusqlite::Re
     };
     let error_count = skipped + retrying + i64::from(status == "FAILED");
     let message = status_message(&status, processed, total, fraction, rate, eta, &j, estimated);
-    let sources = sources(conn, job_id)?;
+    let sources = j["sources"].clone();
 
     Ok(Some(json!({
         "id": j["id"], "kind": j["kind"], "status": status, "trigger": j["trigger"], "priority": j["priority"],

@@ -41,6 +41,11 @@ impl EventBell {
         self.cv.notify_all();
     }
 
+    /// Changes with every committed write: a cheap "has anything changed?" check.
+    pub fn generation(&self) -> u64 {
+        *self.seq.lock().unwrap()
+    }
+
     /// Waits until rung or `timeout` passes.
     pub fn wait(&self, timeout: Duration) {
         let guard = self.seq.lock().unwrap();
@@ -111,13 +116,19 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and starts the writer.
-    pub fn open(path: &Path) -> anyhow::Result<Store> {
+    /// `readers` sizes the read pool (one per HTTP worker and engine worker avoids waiting on it).
+    pub fn open(path: &Path, readers: u32) -> anyhow::Result<Store> {
         let mut conn = open_write(path)?;
         migrate(&mut conn)?;
         let manager = SqliteConnectionManager::file(path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)
-            .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;"));
-        let pool = r2d2::Pool::builder().max_size(4).build(manager).context("opening the read pool")?;
+            // A small page cache per reader: there is one reader per HTTP and engine
+            // worker, and status queries touch few pages.
+            .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON; PRAGMA cache_size = -512;"));
+        let pool = r2d2::Pool::builder()
+            .max_size(readers.max(2))
+            .build(manager)
+            .context("opening the read pool")?;
         let (tx, rx) = mpsc::channel::<WriteFn>();
         // The writer exits when the last Store clone (and so the last sender) is dropped.
         std::thread::Builder::new()
