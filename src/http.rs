@@ -20,13 +20,16 @@ use crate::engine::{self, Engine};
 use crate::store::jobs::{self, NewJob, Reject, Settings};
 use crate::store::Store;
 
+/// A rendered job view: the write generation it was made at, when, and the body.
+type CachedView = (u64, std::time::Instant, Arc<String>);
+
 /// How long a rendered job view may be served again when nothing was written.
 const VIEW_TTL: Duration = Duration::from_millis(100);
 
 pub struct Api {
     /// Rendered job views: (write generation, rendered at, body). Many clients
     /// polling one job is the usual load; between writes they get the same bytes.
-    views: std::sync::Mutex<std::collections::HashMap<String, (u64, std::time::Instant, Arc<String>)>>,
+    views: std::sync::Mutex<std::collections::HashMap<String, CachedView>>,
     pub store: Store,
     pub engine: Arc<Engine>,
     pub config: Arc<Config>,

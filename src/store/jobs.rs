@@ -49,11 +49,18 @@ pub fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Event kinds listed under a job's "errors".
+const ERROR_KINDS: [&str; 3] = ["row.skipped", "task.retry", "job.failed"];
+
 pub fn event(tx: &Tx, job_id: Option<&str>, kind: &str, data: Value) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO events (job_id, at, kind, data) VALUES (?1, ?2, ?3, ?4)",
         params![job_id, now(), kind, data.to_string()],
     )?;
+    if ERROR_KINDS.contains(&kind) {
+        // Lets the status view skip the events query for the (usual) job without errors.
+        tx.execute("UPDATE jobs SET error_events = error_events + 1 WHERE id = ?1", [job_id])?;
+    }
     Ok(())
 }
 
@@ -617,8 +624,11 @@ pub fn view(conn: &Connection, job_id: &str, stall_seconds: u64) -> rusqlite::Re
     }
     let mut errors: Vec<Value> = Vec::new();
     if j["error_events"].as_i64().unwrap_or(0) > 0 {
-        let mut st = conn.prepare_cached("SELECT at, kind, data FROM events WHERE job_id = ?1 AND kind IN ('row.skipped', 'task.retry', 'job.failed') ORDER BY id DESC LIMIT 5")?;
-        let rows = st.query_map([job_id], |r| {
+        let mut st = conn.prepare_cached(
+            "SELECT at, kind, data FROM events WHERE job_id = ?1 AND kind IN (SELECT value FROM json_each(?2)) ORDER BY id DESC LIMIT 5",
+        )?;
+        let kinds = serde_json::to_string(&ERROR_KINDS).expect("a static list");
+        let rows = st.query_map(params![job_id, kinds], |r| {
             Ok((r.get::<_, f64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
         })?;
         for r in rows {
