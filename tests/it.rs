@@ -17,3 +17,6 @@ mod daemon_api;
 
 #[path = "it/daemon_crash.rs"]
 mod daemon_crash;
+
+#[path = "it/config.rs"]
+mod config;
