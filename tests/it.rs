@@ -20,3 +20,6 @@ mod daemon_crash;
 
 #[path = "it/config.rs"]
 mod config;
+
+#[path = "it/openapi.rs"]
+mod openapi;
