@@ -541,3 +541,54 @@ fn stopping_the_daemon_returns_ok() {
     let d = Daemon::start();
     assert!(d.stop().is_ok());
 }
+
+/// A task over `engine.task_timeout_seconds` is stopped at an entry boundary and
+/// retried; when every attempt times out the job fails with TASK_TIMEOUT.
+#[test]
+fn task_timeout_stops_and_retries_then_fails() {
+    let env = Env::new();
+    // Deflating 120 MB of random bytes takes well over a second. Written by
+    // Python directly: through the JSON factory it would be slow.
+    let src = env.path("slow.tar");
+    let script = format!(
+        r#"
+import io, os, tarfile
+with tarfile.open({src:?}, "w") as t:
+    names = [f"f{{i}}" for i in range(60)]
+    for name, data in [("manifest.csv", ("file\n" + "".join(n + "\n" for n in names)).encode())] + [(n, os.urandom(2_000_000)) for n in names]:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+"#,
+        src = src.to_str().unwrap()
+    );
+    assert!(Command::new("python3").arg("-c").arg(&script).status().unwrap().success());
+    let d = Daemon::with(|c| {
+        c.engine.task_timeout_seconds = 1;
+        c.engine.max_attempts = 2;
+    });
+    let staged = d.stage(&src);
+    let id = d
+        .post(
+            "/v1/jobs",
+            &json!({"sources": [staged], "batch_size": 100, "compression": "deflate"}),
+        )
+        .json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = d.wait_job(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "FAILED", "{job}");
+    assert_eq!(job["error"]["code"], "TASK_TIMEOUT");
+    assert_eq!(job["status_detail"]["tasks"]["PACK"]["FAILED"], 1);
+    let events = d.get("/v1/events?after=0").json;
+    let retries = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "task.retry" && e["data"]["error"]["code"] == "TASK_TIMEOUT")
+        .count();
+    assert_eq!(retries, 1, "one retry, then the second attempt fails the job");
+    let out = Path::new(job["out_dir"].as_str().unwrap());
+    assert!(listing(out).is_empty(), "no part and no temp file: {:?}", listing(out));
+}

@@ -15,7 +15,8 @@ struct Recorder(Vec<Value>);
 
 impl Recorder {
     fn add(&mut self, method: &str, path: &str, r: Resp) -> Resp {
-        self.0.push(json!({"method": method, "path": path, "status": r.status, "body": r.json}));
+        self.0
+            .push(json!({"method": method, "path": path, "status": r.status, "body": r.json}));
         r
     }
 }
@@ -23,9 +24,22 @@ impl Recorder {
 #[test]
 fn responses_match_openapi() {
     let env = Env::new();
-    let good = env.archive("zip", "good.zip", &[file("manifest.csv", "file\na\nb\nc\n"), file("a", "1"), file("b", "2"), file("c", "3")]);
+    let good = env.archive(
+        "zip",
+        "good.zip",
+        &[
+            file("manifest.csv", "file\na\nb\nc\n"),
+            file("a", "1"),
+            file("b", "2"),
+            file("c", "3"),
+        ],
+    );
     let skip = env.archive("zip", "skip.zip", &[file("manifest.csv", "file\na\ngone\n"), file("a", "1")]);
-    let evil = env.archive("zip", "evil.zip", &[file("manifest.csv", "file\na\n"), file("a", "1"), file("../x", "2")]);
+    let evil = env.archive(
+        "zip",
+        "evil.zip",
+        &[file("manifest.csv", "file\na\n"), file("a", "1"), file("../x", "2")],
+    );
     let d = Daemon::start();
     let (good, skip, evil) = (d.stage(&good), d.stage(&skip), d.stage(&evil));
     let mut rec = Recorder(Vec::new());
@@ -43,22 +57,36 @@ fn responses_match_openapi() {
     rec.add("GET", "/v1/events", d.get("/v1/events?after=0"));
     rec.add("GET", "/metrics", d.get("/metrics"));
 
-    let skipped = d.post("/v1/jobs", &json!({"sources": [skip], "on_missing_file": "skip"})).json["id"].as_str().unwrap().to_owned();
+    let skipped = d.post("/v1/jobs", &json!({"sources": [skip], "on_missing_file": "skip"})).json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     d.wait_job(&skipped, Duration::from_secs(20));
     let s = rec.add("GET", "/v1/jobs/x", d.get(&format!("/v1/jobs/{skipped}")));
     assert_eq!(s.json["health"], "degraded");
-    let failed = d.post("/v1/jobs", &json!({"sources": [evil]})).json["id"].as_str().unwrap().to_owned();
+    let failed = d.post("/v1/jobs", &json!({"sources": [evil]})).json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     d.wait_job(&failed, Duration::from_secs(20));
     rec.add("GET", "/v1/jobs/x", d.get(&format!("/v1/jobs/{failed}")));
 
     let draft = rec.add("POST", "/v1/jobs", d.post("/v1/jobs", &json!({"submit": false})));
     let draft = draft.json["id"].as_str().unwrap().to_owned();
-    rec.add("POST", "/v1/jobs/x/sources", d.post(&format!("/v1/jobs/{draft}/sources"), &json!({"sources": [good]})));
+    rec.add(
+        "POST",
+        "/v1/jobs/x/sources",
+        d.post(&format!("/v1/jobs/{draft}/sources"), &json!({"sources": [good]})),
+    );
     rec.add("POST", "/v1/jobs/x/submit", d.post(&format!("/v1/jobs/{draft}/submit"), &json!({})));
     rec.add("POST", "/v1/jobs/x/submit", d.post(&format!("/v1/jobs/{draft}/submit"), &json!({})));
     rec.add("POST", "/v1/jobs/x/cancel", d.post(&format!("/v1/jobs/{draft}/cancel"), &json!({})));
     rec.add("POST", "/v1/jobs/x/cancel", d.post(&format!("/v1/jobs/{id}/cancel"), &json!({})));
-    rec.add("POST", "/v1/jobs/x/sources", d.post(&format!("/v1/jobs/{id}/sources"), &json!({"sources": [good]})));
+    rec.add(
+        "POST",
+        "/v1/jobs/x/sources",
+        d.post(&format!("/v1/jobs/{id}/sources"), &json!({"sources": [good]})),
+    );
 
     rec.add("GET", "/v1/jobs/x", d.get("/v1/jobs/nope"));
     rec.add("GET", "/v1/jobs/x/parts", d.get("/v1/jobs/nope/parts"));
@@ -68,9 +96,28 @@ fn responses_match_openapi() {
     rec.add("POST", "/v1/jobs", d.post("/v1/jobs", &json!({"sources": ["/nonexistent/x.zip"]})));
     rec.add("POST", "/v1/jobs", d.post("/v1/jobs", &json!({"nope": 1})));
     let k = [("Idempotency-Key", "spec")];
-    rec.add("POST", "/v1/jobs", http(a, Some(&t), "POST", "/v1/jobs", Some(&json!({"sources": [good]})), &k));
-    rec.add("POST", "/v1/jobs", http(a, Some(&t), "POST", "/v1/jobs", Some(&json!({"sources": [good]})), &k));
-    rec.add("POST", "/v1/jobs", http(a, Some(&t), "POST", "/v1/jobs", Some(&json!({"sources": [good], "batch_size": 9})), &k));
+    rec.add(
+        "POST",
+        "/v1/jobs",
+        http(a, Some(&t), "POST", "/v1/jobs", Some(&json!({"sources": [good]})), &k),
+    );
+    rec.add(
+        "POST",
+        "/v1/jobs",
+        http(a, Some(&t), "POST", "/v1/jobs", Some(&json!({"sources": [good]})), &k),
+    );
+    rec.add(
+        "POST",
+        "/v1/jobs",
+        http(
+            a,
+            Some(&t),
+            "POST",
+            "/v1/jobs",
+            Some(&json!({"sources": [good], "batch_size": 9})),
+            &k,
+        ),
+    );
     let big = format!("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nContent-Length: 9999999\r\n\r\n");
     rec.add("POST", "/v1/jobs", raw_request(a, big.as_bytes()));
     let nolen = format!("POST /v1/jobs/{id}/cancel HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n");
@@ -97,5 +144,8 @@ fn responses_match_openapi() {
     let out = child.wait_with_output().unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "responses do not match docs/openapi.yaml:\n{report}");
-    assert!(report.contains(&format!("{} responses checked, 0 violations", rec.0.len())), "{report}");
+    assert!(
+        report.contains(&format!("{} responses checked, 0 violations", rec.0.len())),
+        "{report}"
+    );
 }
