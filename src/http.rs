@@ -138,7 +138,7 @@ impl Api {
                     .name(format!("batchd-http-{i}"))
                     .spawn(move || {
                         while let Ok(req) = server.recv() {
-                            api.handle(req);
+                            api.dispatch(req);
                         }
                     })
                     .expect("spawning an HTTP thread")
@@ -146,8 +146,34 @@ impl Api {
             .collect()
     }
 
+    /// tiny_http reads bodies of up to 1 KiB itself, on its per-connection
+    /// threads. A larger (or chunked) body is read by whoever handles the request,
+    /// and dropping a request drains what is left of its body, so even a refusal
+    /// (401, 411, 413) waits for the client. tiny_http gives no socket to put a
+    /// timeout on, so such a request is handled on a thread of its own: a client
+    /// that stops sending mid-body holds that thread only, never the bounded pool
+    /// serving everyone else. Threads stay bounded by open connections, as
+    /// tiny_http's own are (one request at a time per connection).
+    fn dispatch(self: &Arc<Self>, req: Request) {
+        let chunked = req.headers().iter().any(|h| h.field.equiv("Transfer-Encoding"));
+        if !chunked && req.body_length().is_none_or(|n| n <= 1024) {
+            return self.handle(req);
+        }
+        let api = Arc::clone(self);
+        if let Err(e) = std::thread::Builder::new()
+            .name("batchd-http-body".into())
+            .spawn(move || api.handle(req))
+        {
+            tracing::error!("spawning a thread for a request body: {e}");
+        }
+    }
+
     fn handle(&self, mut req: Request) {
         let r = self.route(&mut req);
+        self.send(req, r);
+    }
+
+    fn send(&self, req: Request, r: Reply) {
         let mut resp = Response::from_string(r.body).with_status_code(r.status);
         resp.add_header(Header::from_bytes("Content-Type", r.content_type).expect("valid header"));
         for (k, v) in r.headers {

@@ -592,3 +592,36 @@ with tarfile.open({src:?}, "w") as t:
     let out = Path::new(job["out_dir"].as_str().unwrap());
     assert!(listing(out).is_empty(), "no part and no temp file: {:?}", listing(out));
 }
+
+/// Clients that stop sending in the middle of a large body, with or without a
+/// token, or over the size limit, do not stop anyone else being served (each
+/// such request waits on a thread of its own, not in the bounded handler pool).
+#[test]
+fn stalled_bodies_do_not_starve_other_clients() {
+    use std::io::Write;
+    let d = Daemon::start();
+    let mut stalled = Vec::new();
+    for i in 0..60 {
+        let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+        let (auth, len) = match i % 3 {
+            0 => (format!("Authorization: Bearer {}\r\n", d.token), 100_000),
+            1 => (String::new(), 100_000),
+            _ => (String::new(), 5_000_000),
+        };
+        write!(s, "POST /v1/jobs HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {len}\r\n\r\n{{").unwrap();
+        stalled.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        assert_eq!(d.get("/v1/jobs").status, 200);
+        assert!(started.elapsed() < Duration::from_secs(1), "GET waited {:?}", started.elapsed());
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(d.post("/v1/jobs", &json!({"submit": false})).status, 201);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // And once more after the daemon has been holding them for a while.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.get("/v1/jobs").status, 200);
+    drop(stalled);
+}
