@@ -269,7 +269,12 @@ pub fn fingerprint(
 
 /// The name an entry gets inside a part: its path below the manifest's folder.
 pub fn part_entry_name<'a>(e: &'a Entry, root: &str) -> &'a str {
-    e.name.strip_prefix(root).unwrap_or(&e.name)
+    relative(&e.name, root)
+}
+
+/// `name` below the manifest's folder `root`.
+pub fn relative<'a>(name: &'a str, root: &str) -> &'a str {
+    name.strip_prefix(root).unwrap_or(name)
 }
 
 impl PartPlan {

@@ -502,13 +502,7 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
                     let data = read_whole(&mut tar, vec![0u8; h.size as usize])?;
                     crc = crc32fast::hash(&data);
                     captured.insert(h.name.clone(), data.clone());
-                    entries.push(Entry {
-                        name: h.name.clone(),
-                        size: h.size,
-                        time,
-                        crc: Some(crc),
-                        loc: Loc::Stream,
-                    });
+                    entries.push(streamed(&h, time, crc));
                     if let Mode::Probe { pending, .. } = &mut mode {
                         let pending = std::mem::take(pending);
                         mode = match Manifest::parse(&h.name, data).and_then(|m| Router::new(m, opts)) {
@@ -555,18 +549,12 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
                 match &mut mode {
                     Mode::Route(router) => {
                         let targets = router.route(idx, &h.name);
-                        let rel = part_entry_name_str(&h.name, &router.manifest.root);
+                        let rel = plan::relative(&h.name, &router.manifest.root).to_owned();
                         match forward(&mut tar, &tx, &pool, targets, &rel, time, h.size)? {
                             Ok(c) => crc = c,
                             Err(()) => return Ok(()), // writer failed; its error is reported below
                         }
-                        entries.push(Entry {
-                            name: h.name.clone(),
-                            size: h.size,
-                            time,
-                            crc: Some(crc),
-                            loc: Loc::Stream,
-                        });
+                        entries.push(streamed(&h, time, crc));
                         progress.bytes_done.fetch_add(h.size, Ordering::Relaxed);
                         for (t, comment) in router.completed(&entries, opts.compression) {
                             if tx
@@ -584,25 +572,13 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
                     Mode::Probe { pending, bytes } if *bytes + h.size <= PENDING_MAX => {
                         let data = read_whole(&mut tar, vec![0u8; h.size as usize])?;
                         *bytes += h.size;
-                        entries.push(Entry {
-                            name: h.name.clone(),
-                            size: h.size,
-                            time,
-                            crc: Some(crc32fast::hash(&data)),
-                            loc: Loc::Stream,
-                        });
+                        entries.push(streamed(&h, time, crc32fast::hash(&data)));
                         pending.push((idx, data));
                     }
                     _ => {
                         mode = Mode::IndexOnly;
                         let c = forward(&mut tar, &tx, &pool, Vec::new(), "", time, h.size)?.expect("nothing sent");
-                        entries.push(Entry {
-                            name: h.name.clone(),
-                            size: h.size,
-                            time,
-                            crc: Some(c),
-                            loc: Loc::Stream,
-                        });
+                        entries.push(streamed(&h, time, c));
                     }
                 }
             }
@@ -663,8 +639,15 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
     })
 }
 
-fn part_entry_name_str(name: &str, root: &str) -> String {
-    name.strip_prefix(root).unwrap_or(name).to_owned()
+/// The index row of a TAR.GZ entry (its data is reachable only by streaming).
+fn streamed(h: &tarread::TarHeader, time: DosTime, crc: u32) -> Entry {
+    Entry {
+        name: h.name.clone(),
+        size: h.size,
+        time,
+        crc: Some(crc),
+        loc: Loc::Stream,
+    }
 }
 
 /// Packs `todo` by the real plan, decoding the source once more.

@@ -50,6 +50,19 @@ pub fn special(name: &str, kind: &'static str, link: &str) -> E {
     }
 }
 
+/// `manifest.csv` (column `file`) naming `f0.bin … f{rows-1}.bin`, then those
+/// files with `size` bytes each.
+pub fn numbered(rows: u64, size: usize) -> Vec<E> {
+    let mut m = String::from("file\n");
+    let mut entries = Vec::new();
+    for i in 0..rows {
+        m.push_str(&format!("f{i}.bin\n"));
+        entries.push(file(&format!("f{i}.bin"), bytes(i, size)));
+    }
+    entries.insert(0, file("manifest.csv", m));
+    entries
+}
+
 /// Deterministic, incompressible-looking bytes.
 pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

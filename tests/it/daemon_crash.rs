@@ -12,14 +12,15 @@ use crate::helper::daemon::{Api, DaemonProcess};
 use crate::helper::*;
 
 fn big(env: &Env) -> std::path::PathBuf {
-    let mut m = String::from("file\n");
-    let mut entries = Vec::new();
-    for i in 0..300 {
-        m.push_str(&format!("f{i}.bin\n"));
-        entries.push(file(&format!("f{i}.bin"), bytes(i, 250_000)));
-    }
-    entries.insert(0, file("manifest.csv", m));
-    env.archive("zip", "big.zip", &entries)
+    env.archive("zip", "big.zip", &numbered(300, 250_000))
+}
+
+/// A data dir with `src` at `in/big.zip`, the one place the daemon reads from.
+fn staged(env: &Env, src: &Path) -> std::path::PathBuf {
+    let data = env.path("data");
+    std::fs::create_dir_all(data.join("in")).unwrap();
+    std::fs::copy(src, data.join("in/big.zip")).unwrap();
+    data
 }
 
 #[test]
@@ -27,9 +28,7 @@ fn sigkill_during_pack_then_restart_completes_identically() {
     let env = Env::new();
     let src = big(&env);
     env.split(&src, &env.path("reference"), &["-n", "10"]).ok();
-    let data = env.path("data");
-    std::fs::create_dir_all(data.join("in")).unwrap();
-    std::fs::copy(&src, data.join("in/big.zip")).unwrap();
+    let data = staged(&env, &src);
 
     let mut d = DaemonProcess::start(&data);
     let id = d
@@ -97,9 +96,7 @@ fn sigkill_during_pack_then_restart_completes_identically() {
 fn sigterm_under_load_exits_zero_within_ten_seconds_and_resumes() {
     let env = Env::new();
     let src = big(&env);
-    let data = env.path("data");
-    std::fs::create_dir_all(data.join("in")).unwrap();
-    std::fs::copy(&src, data.join("in/big.zip")).unwrap();
+    let data = staged(&env, &src);
     let d = DaemonProcess::start(&data);
     let id = d
         .post("/v1/jobs", &json!({"sources": [data.join("in/big.zip")], "batch_size": 10}))

@@ -9,14 +9,7 @@ use std::time::Duration;
 use crate::helper::*;
 
 fn big_export(env: &Env, format: &str) -> std::path::PathBuf {
-    let mut m = String::from("file\n");
-    let mut entries = Vec::new();
-    for i in 0..240 {
-        m.push_str(&format!("f{i}.bin\n"));
-        entries.push(file(&format!("f{i}.bin"), bytes(i, 300_000)));
-    }
-    entries.insert(0, file("manifest.csv", m));
-    env.archive(format, &format!("big.{format}"), &entries)
+    env.archive(format, &format!("big.{format}"), &numbered(240, 300_000))
 }
 
 fn files_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -90,14 +83,7 @@ fn sigkill_midway_tar_gz() {
 #[test]
 fn rerun_with_other_batch_size_replaces_stale_parts() {
     let env = Env::new();
-    let mut m = String::from("file\n");
-    let mut entries = Vec::new();
-    for i in 0..10 {
-        m.push_str(&format!("f{i}\n"));
-        entries.push(file(&format!("f{i}"), bytes(i, 10)));
-    }
-    entries.insert(0, file("manifest.csv", m));
-    let src = env.archive("zip", "e.zip", &entries);
+    let src = env.archive("zip", "e.zip", &numbered(10, 10));
     let out = env.path("parts");
     env.split(&src, &out, &["-n", "2"]).ok();
     assert_eq!(listing(&out).len(), 5);
