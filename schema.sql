@@ -1,5 +1,6 @@
 -- batchd's whole SQLite schema, applied in one transaction at start; the version
--- lives in PRAGMA user_version and migrations in src/store/mod.rs move it forward.
+-- lives in PRAGMA user_version (1 here) and migrations/NNN_*.sql move it forward,
+-- in order, each in the same start-up transaction.
 -- Times are Unix seconds (REAL). Settings and errors are JSON text.
 
 CREATE TABLE jobs (

@@ -18,6 +18,49 @@ pub struct Config {
     pub engine: Engine,
     /// Job settings used unless a request says otherwise.
     pub defaults: JobDefaults,
+    /// Watched drop directories. With none configured, `DATA_DIR/inbox` is watched.
+    #[serde(default)]
+    pub watch: Vec<Watch>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Watch {
+    pub name: String,
+    pub dir: PathBuf,
+    /// Glob on the file name; `{a,b}` alternatives, `*` and `?`.
+    #[serde(default = "default_pattern")]
+    pub pattern: String,
+    /// A file is taken once its size, mtime and inode have not changed for this long.
+    #[serde(default = "default_settle")]
+    pub settle_seconds: f64,
+    /// Where parts go; default `DATA_DIR/parts/<job id>/`.
+    #[serde(default)]
+    pub output_dir: Option<PathBuf>,
+    /// What happens to a source whose job completed: move (to `.batchd/done/`), delete, keep (stays in `.batchd/processing/`).
+    #[serde(default)]
+    pub on_success: OnSuccess,
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    #[serde(default)]
+    pub file_column: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSuccess {
+    #[default]
+    Move,
+    Delete,
+    Keep,
+}
+
+fn default_pattern() -> String {
+    "*.{zip,tar,tar.gz,tgz}".into()
+}
+
+fn default_settle() -> f64 {
+    30.0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -64,6 +107,7 @@ impl Default for Config {
             http: Http::default(),
             engine: Engine::default(),
             defaults: JobDefaults::default(),
+            watch: Vec::new(),
         }
     }
 }
@@ -128,6 +172,15 @@ impl Config {
         if self.engine.max_attempts == 0 {
             return bad("engine.max_attempts", "must be at least 1");
         }
+        let mut names = std::collections::HashSet::new();
+        for w in &self.watch {
+            if !names.insert(&w.name) {
+                return bad("watch.name", &format!("{:?} is used twice", w.name));
+            }
+            if w.settle_seconds.is_nan() || w.settle_seconds < 0.0 {
+                return bad("watch.settle_seconds", "must be 0 or more");
+            }
+        }
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024");
         }
@@ -140,6 +193,23 @@ impl Config {
         } else {
             self.engine.workers
         }
+    }
+
+    /// The watched inboxes: as configured, or `DATA_DIR/inbox` on the defaults.
+    pub fn watches(&self) -> Vec<Watch> {
+        if !self.watch.is_empty() {
+            return self.watch.clone();
+        }
+        vec![Watch {
+            name: "inbox".into(),
+            dir: self.data_dir.join("inbox"),
+            pattern: default_pattern(),
+            settle_seconds: default_settle(),
+            output_dir: None,
+            on_success: OnSuccess::Move,
+            batch_size: None,
+            file_column: None,
+        }]
     }
 
     pub fn allowed_roots(&self) -> Vec<PathBuf> {

@@ -118,6 +118,14 @@ pub fn run(listener: TcpListener, mut config: Config, shutdown: &AtomicBool) -> 
         config.http.workers as u32 + config.engine_workers() as u32,
     )?;
     let engine = Engine::start(store.clone(), Arc::clone(&config))?;
+    let watcher = crate::triggers::watch::Watcher::new(store.clone(), Arc::clone(&config))?;
+    let watch_stop = Arc::new(AtomicBool::new(false));
+    let watch_thread = {
+        let stop = Arc::clone(&watch_stop);
+        std::thread::Builder::new()
+            .name("batchd-watch".into())
+            .spawn(move || watcher.run(&stop))?
+    };
     let addr = listener.local_addr()?;
     set_nodelay(&listener)?;
     let server = Arc::new(tiny_http::Server::from_listener(listener, None).map_err(|e| anyhow::anyhow!("starting the HTTP server: {e}"))?);
@@ -131,12 +139,14 @@ pub fn run(listener: TcpListener, mut config: Config, shutdown: &AtomicBool) -> 
     tracing::info!(%addr, data_dir = %data_dir.display(), "batchd serving");
 
     while !shutdown.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(200));
     }
     tracing::info!("shutting down: no new work; running tasks stop at the next entry");
     for _ in &http_threads {
         server.unblock();
     }
+    watch_stop.store(true, Ordering::SeqCst);
+    let _ = watch_thread.join();
     engine.shutdown(STOP_DEADLINE);
     for t in http_threads {
         let _ = t.join();

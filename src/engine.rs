@@ -176,7 +176,9 @@ impl Engine {
                     r.progress.cancel.store(true, Ordering::SeqCst);
                 }
             }
-            self.store.bell.wait(Duration::from_millis(500));
+            // Nothing running, nothing to time out: sleep until something is written.
+            let idle = self.running.lock().unwrap().is_empty();
+            self.store.bell.wait(Duration::from_millis(if idle { 30_000 } else { 500 }));
         }
     }
 

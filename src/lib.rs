@@ -7,6 +7,7 @@
 //! - [`store`]: the SQLite state (schema, writer thread, read pool, queries).
 //! - [`engine`]: workers that claim and run PLAN/PACK/FINISH tasks.
 //! - [`http`]: the JSON API; [`daemon`] ties store, engine and API together.
+//! - [`triggers`]: watched inboxes that turn dropped files into jobs.
 //! - [`config`]: the TOML configuration with embedded defaults.
 //! - [`cli`]: the command line, one file per subcommand.
 //! - [`error`]: the error type with stable codes shared by every interface.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod http;
 pub mod split;
 pub mod store;
+pub mod triggers;
 
 pub use cli::{run, Cli};
 pub use error::{Error, Result};

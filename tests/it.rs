@@ -23,3 +23,6 @@ mod config;
 
 #[path = "it/openapi.rs"]
 mod openapi;
+
+#[path = "it/watch.rs"]
+mod watch;

@@ -210,9 +210,22 @@ pub struct DaemonProcess {
 
 impl DaemonProcess {
     pub fn start(data_dir: &Path) -> DaemonProcess {
+        DaemonProcess::start_with(data_dir, None)
+    }
+
+    /// Starts with `--config FILE` as well (the data dir still comes from the flag).
+    pub fn start_with(data_dir: &Path, config: Option<&Path>) -> DaemonProcess {
         let _ = std::fs::remove_file(data_dir.join("daemon.json"));
-        let child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        let mut cmd = Command::new(BIN);
+        if let Some(c) = config {
+            cmd.arg("serve")
+                .arg("--config")
+                .arg(c)
+                .args(["--listen", "127.0.0.1:0", "--data-dir"]);
+        } else {
+            cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
+        }
+        let child = cmd
             .arg(data_dir)
             .env("BATCHD_LOG", "warn")
             .stdout(Stdio::null())

@@ -1,0 +1,378 @@
+//! Watched inboxes. A reconciling scan (twice a second) is the truth: it needs no
+//! filesystem events, so it also works on filesystems that deliver none and after
+//! an event queue overflow. A file is taken when it is a regular file whose name
+//! matches the pattern and is not a temp name, its size, mtime and inode have not
+//! changed for the settle time (monotonic clock), and it is structurally complete
+//! (a ZIP has its end record, a tar its end blocks); a file that stays incomplete
+//! is taken anyway after four settle times, so a truncated upload fails visibly.
+//!
+//! Claiming is crash-safe: (1) a `watch_files` row is written (CLAIMING), (2) the
+//! file is renamed into `.batchd/processing/<job>/` on the same filesystem, (3) the
+//! job is created and the row marked QUEUED in one transaction. Startup resolves a
+//! row left between steps. When the job ends, the file moves to `.batchd/done/`
+//! (or is deleted or kept, per `on_success`); a failed job's file moves to
+//! `.batchd/failed/` with `<name>.error.json` beside it.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use r2d2_sqlite::rusqlite::params;
+use serde_json::json;
+
+use crate::config::{Config, OnSuccess, Watch};
+use crate::store::jobs::{self, NewJob, Settings};
+use crate::store::Store;
+
+const SCAN_EVERY: Duration = Duration::from_millis(500);
+
+/// Names that are still being written by common tools.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.')
+        || name.starts_with("~syncthing~")
+        || [".partial", ".tmp", ".filepart", ".crdownload", ".part"]
+            .iter()
+            .any(|s| name.ends_with(s))
+}
+
+/// Glob match on a file name: `*`, `?` and `{a,b}` alternatives.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    if let (Some(open), Some(close)) = (pattern.find('{'), pattern.find('}')) {
+        if open < close {
+            let (head, tail) = (&pattern[..open], &pattern[close + 1..]);
+            return pattern[open + 1..close]
+                .split(',')
+                .any(|alt| glob_match(&format!("{head}{alt}{tail}"), name));
+        }
+    }
+    fn rec(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => rec(&p[1..], n) || (!n.is_empty() && rec(p, &n[1..])),
+            (Some(b'?'), Some(_)) => rec(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => rec(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    rec(pattern.as_bytes(), name.as_bytes())
+}
+
+/// True when the archive looks whole: a ZIP end record, tar end blocks. Other
+/// content (gzip, anything else) is judged by the split itself.
+fn looks_complete(path: &Path, len: u64) -> bool {
+    let Ok(f) = fs::File::open(path) else { return false };
+    let mut head = [0u8; 4];
+    use std::os::unix::fs::FileExt;
+    if f.read_exact_at(&mut head, 0).is_err() {
+        return true; // empty or unreadable: let the job say what is wrong
+    }
+    if &head == b"PK\x03\x04" {
+        return crate::split::zipread::find_directory(&f, path, len).is_ok();
+    }
+    let mut first = [0u8; 512];
+    if f.read_exact_at(&mut first, 0).is_ok() && crate::split::tarread::checksum_ok(&first) {
+        // A plain tar ends with two zero blocks.
+        let mut tail = [0u8; 1024];
+        return len.is_multiple_of(512) && len >= 1536 && f.read_exact_at(&mut tail, len - 1024).is_ok() && tail.iter().all(|&b| b == 0);
+    }
+    true
+}
+
+struct Seen {
+    sig: (u64, i64, i64, u64),
+    since: Instant,
+}
+
+pub struct Watcher {
+    store: Store,
+    config: Arc<Config>,
+    watches: Vec<Watch>,
+}
+
+fn dirs(w: &Watch) -> [PathBuf; 3] {
+    let meta = w.dir.join(".batchd");
+    [meta.join("processing"), meta.join("done"), meta.join("failed")]
+}
+
+impl Watcher {
+    pub fn new(store: Store, config: Arc<Config>) -> anyhow::Result<Watcher> {
+        let watches = config.watches();
+        for w in &watches {
+            for d in std::iter::once(w.dir.clone()).chain(dirs(w)) {
+                fs::create_dir_all(&d).with_context(|| format!("creating watched directory {}", d.display()))?;
+            }
+            // Claiming renames within one filesystem, so a claim is atomic.
+            let (a, b) = (fs::metadata(&w.dir)?.dev(), fs::metadata(&dirs(w)[0])?.dev());
+            anyhow::ensure!(
+                a == b,
+                "watch {}: {} is not on the same filesystem as the inbox",
+                w.name,
+                dirs(w)[0].display()
+            );
+        }
+        let watcher = Watcher { store, config, watches };
+        watcher.recover()?;
+        Ok(watcher)
+    }
+
+    /// Runs scans until `stop` is set.
+    pub fn run(self, stop: &AtomicBool) {
+        let mut seen: HashMap<PathBuf, Seen> = HashMap::new();
+        let mut reported: HashSet<PathBuf> = HashSet::new();
+        let mut finalized_at = None;
+        while !stop.load(Ordering::SeqCst) {
+            for w in &self.watches {
+                if let Err(e) = self.scan(w, &mut seen, &mut reported) {
+                    tracing::error!(watch = %w.name, "scanning {}: {e:#}", w.dir.display());
+                }
+            }
+            // A job can only have ended if something was written since last time.
+            let generation = self.store.bell.generation();
+            if finalized_at != Some(generation) {
+                match self.finalize() {
+                    Ok(()) => finalized_at = Some(generation),
+                    Err(e) => tracing::error!("finishing watched files: {e:#}"),
+                }
+            }
+            std::thread::sleep(SCAN_EVERY);
+        }
+    }
+
+    fn scan(&self, w: &Watch, seen: &mut HashMap<PathBuf, Seen>, reported: &mut HashSet<PathBuf>) -> anyhow::Result<()> {
+        let mut present = HashSet::new();
+        for item in fs::read_dir(&w.dir)?.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            if is_temp_name(&name) || !glob_match(&w.pattern, &name) {
+                continue;
+            }
+            let path = item.path();
+            let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+            if !meta.file_type().is_file() {
+                if reported.insert(path.clone()) {
+                    let kind = if meta.file_type().is_symlink() {
+                        "a symbolic link"
+                    } else if meta.is_dir() {
+                        "a directory"
+                    } else {
+                        "not a regular file"
+                    };
+                    tracing::warn!(watch = %w.name, "ignoring {}: it is {kind}; drop regular files only", path.display());
+                }
+                continue;
+            }
+            present.insert(path.clone());
+            let sig = (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino());
+            let entry = seen.entry(path.clone()).or_insert(Seen {
+                sig,
+                since: Instant::now(),
+            });
+            if entry.sig != sig {
+                *entry = Seen {
+                    sig,
+                    since: Instant::now(),
+                };
+                continue;
+            }
+            let settle = Duration::from_secs_f64(w.settle_seconds);
+            let waited = entry.since.elapsed();
+            if waited < settle {
+                continue;
+            }
+            if !looks_complete(&path, meta.len()) && waited < (settle * 4).max(settle + Duration::from_secs(5)) {
+                continue;
+            }
+            seen.remove(&path);
+            self.claim(w, &name, meta.len(), meta.ino())?;
+        }
+        seen.retain(|p, _| !p.starts_with(&w.dir) || present.contains(p));
+        reported.retain(|p| !p.starts_with(&w.dir) || p.symlink_metadata().is_ok());
+        Ok(())
+    }
+
+    fn settings(&self, w: &Watch) -> Settings {
+        let d = &self.config.defaults;
+        Settings {
+            batch_size: w.batch_size.unwrap_or(d.batch_size),
+            compression: d.compression,
+            on_missing_file: d.on_missing_file,
+            manifest: d.manifest.clone(),
+            file_column: w.file_column.clone().or_else(|| d.file_column.clone()),
+        }
+    }
+
+    fn claim(&self, w: &Watch, name: &str, size: u64, inode: u64) -> anyhow::Result<()> {
+        let id = crate::engine::new_id();
+        let processing = dirs(w)[0].join(&id).join(name);
+        let (watch, n, p) = (w.name.clone(), name.to_owned(), processing.to_string_lossy().into_owned());
+        let row: i64 = self.store.write(move |tx| {
+            tx.execute(
+                "INSERT INTO watch_files (watch, name, size, inode, state, processing_path, detected) VALUES (?1, ?2, ?3, ?4, 'CLAIMING', ?5, ?6)",
+                params![watch, n, size as i64, inode as i64, p, jobs::now()],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })?;
+        fs::create_dir_all(processing.parent().expect("has a parent"))?;
+        fs::rename(w.dir.join(name), &processing).with_context(|| format!("claiming {}", w.dir.join(name).display()))?;
+        crate::split::zipwrite::sync_dir(&w.dir)?;
+        self.queue(w, row, &id, &processing)
+    }
+
+    /// Step 3 of a claim: the job, and the row marked QUEUED, in one transaction.
+    fn queue(&self, w: &Watch, row: i64, id: &str, processing: &Path) -> anyhow::Result<()> {
+        let out_dir = match &w.output_dir {
+            Some(d) => d.clone(),
+            None => self.config.data_dir.join("parts").join(id),
+        };
+        let job = NewJob {
+            id: id.to_owned(),
+            kind: "ingest".into(),
+            sources: vec![processing.to_string_lossy().into_owned()],
+            settings: self.settings(w),
+            trigger: "watch".into(),
+            submit: true,
+            priority: 0,
+            out_dir: out_dir.to_string_lossy().into_owned(),
+            idempotency: None,
+        };
+        let watch = w.name.clone();
+        self.store.write(move |tx| {
+            jobs::create(tx, &job)?.map_err(|_| r2d2_sqlite::rusqlite::Error::InvalidQuery)?;
+            tx.execute(
+                "UPDATE watch_files SET state = 'QUEUED', job_id = ?2 WHERE id = ?1",
+                params![row, job.id],
+            )?;
+            jobs::event(
+                tx,
+                Some(&job.id),
+                "watch.claimed",
+                json!({"watch": watch, "source": job.sources[0]}),
+            )
+        })?;
+        tracing::info!(watch = %w.name, job = id, "queued {}", processing.display());
+        Ok(())
+    }
+
+    /// Resolves claims a crash interrupted.
+    fn recover(&self) -> anyhow::Result<()> {
+        let rows: Vec<(i64, String, String, String)> = self.store.read(|c| {
+            let mut st = c.prepare("SELECT id, watch, name, processing_path FROM watch_files WHERE state = 'CLAIMING'")?;
+            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect();
+            v
+        })?;
+        for (row, watch, name, processing) in rows {
+            let processing = PathBuf::from(processing);
+            let Some(w) = self.watches.iter().find(|w| w.name == watch) else {
+                continue;
+            };
+            if processing.exists() {
+                let id = processing
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                tracing::info!(watch, "recovery: finishing the claim of {name}");
+                self.queue(w, row, &id, &processing)?;
+            } else {
+                // Not moved yet: the file is still in the inbox and is detected again.
+                self.store
+                    .write(move |tx| tx.execute("DELETE FROM watch_files WHERE id = ?1", [row]).map(|_| ()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the sources of ended jobs out of `processing/`.
+    fn finalize(&self) -> anyhow::Result<()> {
+        let ended: Vec<(i64, String, String, String, String, Option<String>)> = self.store.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT f.id, f.watch, f.name, f.processing_path, j.status, j.error FROM watch_files f JOIN jobs j ON j.id = f.job_id
+                 WHERE f.state = 'QUEUED' AND j.status IN ('COMPLETED', 'FAILED', 'CANCELLED')",
+            )?;
+            let v = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+                .collect();
+            v
+        })?;
+        for (row, watch, name, processing, status, error) in ended {
+            let Some(w) = self.watches.iter().find(|w| w.name == watch) else {
+                continue;
+            };
+            let processing = PathBuf::from(processing);
+            let [_, done, failed] = dirs(w);
+            if status == "COMPLETED" {
+                match w.on_success {
+                    OnSuccess::Move => {
+                        move_unique(&processing, &done.join(&name))?;
+                    }
+                    OnSuccess::Delete => {
+                        let _ = fs::remove_file(&processing);
+                    }
+                    OnSuccess::Keep => {}
+                }
+            } else {
+                let dst = move_unique(&processing, &failed.join(&name))?;
+                let mut report = dst.into_os_string();
+                report.push(".error.json");
+                let body = json!({"status": status, "error": error.and_then(|e| serde_json::from_str::<serde_json::Value>(&e).ok())});
+                fs::write(&report, serde_json::to_string_pretty(&body)?)
+                    .with_context(|| format!("writing {}", Path::new(&report).display()))?;
+            }
+            if w.on_success != OnSuccess::Keep || status != "COMPLETED" {
+                let _ = fs::remove_dir(processing.parent().expect("has a parent"));
+            }
+            self.store.write(move |tx| {
+                tx.execute(
+                    "UPDATE watch_files SET state = 'DONE', finished = ?2, outcome = ?3 WHERE id = ?1",
+                    params![row, jobs::now(), status],
+                )
+                .map(|_| ())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Renames `from` to `to`, or to `to` with a `-N` suffix when that name is taken.
+fn move_unique(from: &Path, to: &Path) -> anyhow::Result<PathBuf> {
+    let mut dst = to.to_path_buf();
+    let mut n = 1;
+    while dst.symlink_metadata().is_ok() {
+        n += 1;
+        dst = to.with_file_name(format!("{}-{n}", to.file_name().unwrap_or_default().to_string_lossy()));
+    }
+    if from.exists() {
+        fs::rename(from, &dst).with_context(|| format!("moving {} to {}", from.display(), dst.display()))?;
+    }
+    Ok(dst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_and_temp_names() {
+        for n in ["a.zip", "b.tar.gz", "c.tgz", "d.tar"] {
+            assert!(glob_match("*.{zip,tar,tar.gz,tgz}", n), "{n}");
+        }
+        assert!(!glob_match("*.{zip,tar}", "x.zip.part"));
+        assert!(glob_match("scan-??.zip", "scan-01.zip"));
+        for t in [
+            ".hidden.zip",
+            "x.zip.partial",
+            "x.zip.tmp",
+            "x.zip.filepart",
+            "x.zip.crdownload",
+            "~syncthing~x.zip.tmp",
+            ".x.zip.Ab12Cd",
+        ] {
+            assert!(is_temp_name(t), "{t}");
+        }
+        assert!(!is_temp_name("x.zip"));
+    }
+}

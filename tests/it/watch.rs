@@ -1,0 +1,206 @@
+//! Watched inboxes with the real daemon and real files: each dropped archive is
+//! one job, nothing is taken while it is still being written or under a temp
+//! name, failures land in `failed/` with an error file, and files dropped while
+//! the daemon is down are taken when it comes back.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use batchd::config::{OnSuccess, Watch};
+use serde_json::Value;
+
+use crate::helper::daemon::{Api, Daemon, DaemonProcess};
+use crate::helper::*;
+
+fn watch(dir: &Path, settle: f64) -> Watch {
+    Watch {
+        name: "in".into(),
+        dir: dir.to_owned(),
+        pattern: "*.{zip,tar,tar.gz,tgz}".into(),
+        settle_seconds: settle,
+        output_dir: None,
+        on_success: OnSuccess::Move,
+        batch_size: Some(2),
+        file_column: None,
+    }
+}
+
+fn small_zip(env: &Env, name: &str, rows: u64) -> PathBuf {
+    env.archive("zip", name, &numbered(rows, 100))
+}
+
+fn jobs(d: &impl Api) -> Vec<Value> {
+    d.get("/v1/jobs?limit=500").json["jobs"].as_array().cloned().unwrap_or_default()
+}
+
+fn ended(d: &impl Api, n: usize) -> bool {
+    let j = jobs(d);
+    j.len() == n && j.iter().all(|j| matches!(j["status"].as_str(), Some("COMPLETED" | "FAILED")))
+}
+
+/// Names directly in `dir`, without the `.batchd` bookkeeping directory.
+fn inbox(dir: &Path) -> Vec<String> {
+    listing(dir).into_iter().filter(|n| n != ".batchd").collect()
+}
+
+#[test]
+fn renamed_into_the_inbox_becomes_one_job_and_leaves_it() {
+    let env = Env::new();
+    let dir = env.path("inbox");
+    let d = Daemon::with(|c| c.watch = vec![watch(&dir, 0.5)]);
+    // Written under temp names inside the inbox: never taken as they are.
+    std::fs::copy(small_zip(&env, "a.zip", 5), dir.join(".a.zip.Xy12Ab")).unwrap();
+    std::fs::copy(small_zip(&env, "b.zip", 3), dir.join("b.zip.partial")).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(jobs(&d).is_empty(), "a temp name was taken");
+    std::fs::rename(dir.join(".a.zip.Xy12Ab"), dir.join("a.zip")).unwrap();
+    std::fs::rename(dir.join("b.zip.partial"), dir.join("b.zip")).unwrap();
+    assert!(wait_for(|| ended(&d, 2), Duration::from_secs(20)), "{:?}", jobs(&d));
+    for j in jobs(&d) {
+        assert_eq!(j["status"], "COMPLETED", "{j}");
+        assert_eq!(j["trigger"], "watch");
+        assert_eq!(j["settings"]["batch_size"], 2);
+    }
+    assert!(wait_for(
+        || inbox(&dir).is_empty() && listing(&dir.join(".batchd/done")).len() == 2,
+        Duration::from_secs(5)
+    ));
+    assert_eq!(listing(&dir.join(".batchd/done")), vec!["a.zip", "b.zip"]);
+    assert!(listing(&dir.join(".batchd/processing")).is_empty());
+    // The same name dropped again later is a new job.
+    std::fs::copy(small_zip(&env, "a2.zip", 4), dir.join("a.zip")).unwrap();
+    assert!(wait_for(|| ended(&d, 3), Duration::from_secs(20)));
+    // The watcher moves a source out on its next scan after the job ends.
+    assert!(wait_for(|| listing(&dir.join(".batchd/done")).len() == 3, Duration::from_secs(5)));
+    assert_eq!(listing(&dir.join(".batchd/done")), vec!["a.zip", "a.zip-2", "b.zip"]);
+}
+
+/// A writer pausing longer than half the settle time is not taken early.
+#[test]
+fn slow_writer_is_not_taken_before_it_is_done() {
+    let env = Env::new();
+    let dir = env.path("inbox");
+    let d = Daemon::with(|c| c.watch = vec![watch(&dir, 1.2)]);
+    // A TAR.GZ: there is no end record to wait for, only the settle time.
+    let src = env.archive("tar.gz", "slow.tar.gz", &numbered(40, 5000));
+    let data = std::fs::read(&src).unwrap();
+    let mut f = std::fs::File::create(dir.join("slow.tar.gz")).unwrap();
+    for chunk in data.chunks(data.len() / 3 + 1) {
+        f.write_all(chunk).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        assert!(jobs(&d).is_empty(), "taken while still being written");
+    }
+    drop(f);
+    assert!(wait_for(|| ended(&d, 1), Duration::from_secs(20)));
+    let j = &jobs(&d)[0];
+    assert_eq!(j["status"], "COMPLETED", "{j}");
+    assert_eq!(j["progress"]["processed"], 40);
+}
+
+#[test]
+fn empty_and_truncated_archives_fail_into_the_failed_dir() {
+    let env = Env::new();
+    let dir = env.path("inbox");
+    let d = Daemon::with(|c| c.watch = vec![watch(&dir, 0.3)]);
+    std::fs::File::create(dir.join("empty.zip")).unwrap();
+    let tgz = std::fs::read(env.archive("tar.gz", "t.tar.gz", &numbered(20, 5000))).unwrap();
+    std::fs::write(dir.join("cut.tar.gz"), &tgz[..tgz.len() / 2]).unwrap();
+    let zip = std::fs::read(small_zip(&env, "z.zip", 4)).unwrap();
+    std::fs::write(dir.join("cut.zip"), &zip[..zip.len() - 30]).unwrap();
+    // The truncated ZIP has no end record: taken after four settle times at most
+    // (here the 5 s floor), then it fails like the others.
+    assert!(wait_for(|| ended(&d, 3), Duration::from_secs(30)), "{:?}", jobs(&d));
+    assert!(jobs(&d)
+        .iter()
+        .all(|j| j["status"] == "FAILED" && j["error"]["code"] == "ARCHIVE_CORRUPT"));
+    assert!(wait_for(|| listing(&dir.join(".batchd/failed")).len() == 6, Duration::from_secs(5)));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(".batchd/failed/empty.zip.error.json")).unwrap()).unwrap();
+    assert_eq!(report["error"]["code"], "ARCHIVE_CORRUPT");
+    assert!(inbox(&dir).is_empty());
+}
+
+#[test]
+fn symlinks_and_directories_are_left_alone() {
+    let env = Env::new();
+    let dir = env.path("inbox");
+    let d = Daemon::with(|c| c.watch = vec![watch(&dir, 0.2)]);
+    std::os::unix::fs::symlink(small_zip(&env, "real.zip", 2), dir.join("link.zip")).unwrap();
+    std::fs::create_dir(dir.join("folder.zip")).unwrap();
+    std::fs::write(dir.join("notes.txt"), "not an archive name").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(jobs(&d).is_empty());
+    assert_eq!(inbox(&dir), vec!["folder.zip", "link.zip", "notes.txt"]);
+}
+
+#[test]
+fn files_dropped_while_the_daemon_is_down_are_taken_at_start() {
+    let env = Env::new();
+    let data = env.path("data");
+    let dir = env.path("inbox");
+    let config = env.path("batchd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[watch]]\nname = \"in\"\ndir = {:?}\nsettle_seconds = 0.3\n",
+            dir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let d = DaemonProcess::start_with(&data, Some(&config));
+    std::fs::copy(small_zip(&env, "one.zip", 3), dir.join("one.zip")).unwrap();
+    assert!(wait_for(|| ended(&d, 1), Duration::from_secs(20)));
+    assert_eq!(d.terminate().0, Some(0));
+    for name in ["two.zip", "three.zip", "four.zip"] {
+        std::fs::copy(small_zip(&env, name, 2), dir.join(name)).unwrap();
+    }
+    let d = DaemonProcess::start_with(&data, Some(&config));
+    assert!(wait_for(|| ended(&d, 4), Duration::from_secs(20)), "{:?}", jobs(&d));
+    assert!(jobs(&d).iter().all(|j| j["status"] == "COMPLETED"));
+    assert!(inbox(&dir).is_empty());
+    assert!(
+        wait_for(|| listing(&dir.join(".batchd/done")).len() == 4, Duration::from_secs(5)),
+        "{:?}",
+        listing(&dir.join(".batchd/done"))
+    );
+}
+
+/// Many files at once: exactly one job each, and how long from the last rename
+/// to the last job QUEUED.
+#[test]
+fn many_files_dropped_at_once_make_one_job_each() {
+    let env = Env::new();
+    let dir = env.path("inbox");
+    let d = Daemon::with(|c| c.watch = vec![watch(&dir, 0.5)]);
+    let src = small_zip(&env, "tiny.zip", 2);
+    let stage = env.path("stage");
+    std::fs::create_dir(&stage).unwrap();
+    let n = 500;
+    for i in 0..n {
+        std::fs::copy(&src, stage.join(format!("f{i:04}.zip"))).unwrap();
+    }
+    let started = Instant::now();
+    for i in 0..n {
+        std::fs::rename(stage.join(format!("f{i:04}.zip")), dir.join(format!("f{i:04}.zip"))).unwrap();
+    }
+    assert!(
+        wait_for(|| inbox(&dir).is_empty(), Duration::from_secs(30)),
+        "{} left",
+        inbox(&dir).len()
+    );
+    eprintln!(
+        "{n} files: all claimed and queued {:?} after the renames (settle 0.5 s)",
+        started.elapsed()
+    );
+    let metrics = || d.get("/metrics").text;
+    assert!(
+        wait_for(
+            || metrics().contains(&format!("batchd_jobs{{status=\"COMPLETED\"}} {n}")),
+            Duration::from_secs(120)
+        ),
+        "{}",
+        metrics()
+    );
+    assert!(wait_for(|| listing(&dir.join(".batchd/done")).len() == n, Duration::from_secs(10)));
+}
