@@ -26,3 +26,6 @@ mod openapi;
 
 #[path = "it/watch.rs"]
 mod watch;
+
+#[path = "it/store.rs"]
+mod store;
