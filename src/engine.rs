@@ -41,6 +41,8 @@ pub struct Engine {
     config: Arc<Config>,
     stopping: AtomicBool,
     running: Mutex<HashMap<i64, Running>>,
+    /// Rung when a task starts, so the timeout supervisor can sleep while none runs.
+    started: crate::store::EventBell,
     plans: Mutex<HashMap<(String, i64), PlanEntry>>,
 }
 
@@ -58,6 +60,7 @@ impl EngineHandle {
             r.progress.cancel.store(true, Ordering::SeqCst);
         }
         self.engine.store.bell.ring();
+        self.engine.started.ring();
         let end = Instant::now() + deadline;
         for t in self.threads {
             while !t.is_finished() && Instant::now() < end {
@@ -100,6 +103,7 @@ impl Engine {
             config,
             stopping: AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
+            started: crate::store::EventBell::default(),
             plans: Mutex::new(HashMap::new()),
         });
         let mut threads = Vec::new();
@@ -146,8 +150,13 @@ impl Engine {
 
     fn worker(&self) {
         while !self.stopping.load(Ordering::SeqCst) {
-            match self.store.write(jobs::claim) {
-                Ok(Some(task)) => self.run(task),
+            // Read before claiming, so a submit that lands in between still wakes us.
+            let generation = self.store.bell.generation();
+            match self.store.write_quiet(jobs::claim) {
+                Ok(Some(task)) => {
+                    self.store.bell.ring();
+                    self.run(task)
+                }
                 Ok(None) => {
                     // Sleep until something is written (a submit, a finished task)
                     // or the earliest backoff ends; never poll in a loop.
@@ -157,7 +166,7 @@ impl Engine {
                         .ok()
                         .flatten()
                         .map_or(30.0, |s| s.clamp(0.01, 30.0));
-                    self.store.bell.wait(Duration::from_secs_f64(wait));
+                    self.store.bell.wait_since(generation, Duration::from_secs_f64(wait));
                 }
                 Err(e) => {
                     tracing::error!("claiming a task: {e:#}");
@@ -171,14 +180,19 @@ impl Engine {
     fn supervise(&self) {
         let limit = Duration::from_secs(self.config.engine.task_timeout_seconds.max(1));
         while !self.stopping.load(Ordering::SeqCst) {
-            for r in self.running.lock().unwrap().values() {
+            // Read before looking, so a task that starts in between still wakes us.
+            let generation = self.started.generation();
+            let running = self.running.lock().unwrap();
+            for r in running.values() {
                 if r.started.elapsed() > limit && !r.timed_out.swap(true, Ordering::SeqCst) {
                     r.progress.cancel.store(true, Ordering::SeqCst);
                 }
             }
-            // Nothing running, nothing to time out: sleep until something is written.
-            let idle = self.running.lock().unwrap().is_empty();
-            self.store.bell.wait(Duration::from_millis(if idle { 30_000 } else { 500 }));
+            // Nothing running, nothing to time out: sleep until a task starts.
+            let idle = running.is_empty();
+            drop(running);
+            self.started
+                .wait_since(generation, Duration::from_millis(if idle { 30_000 } else { 500 }));
         }
     }
 
@@ -197,6 +211,7 @@ impl Engine {
                 timed_out: Arc::clone(&timed_out),
             },
         );
+        self.started.ring();
         // A job cancelled between the claim and now is stopped right away.
         if self
             .store

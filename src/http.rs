@@ -375,13 +375,14 @@ impl Api {
             .clamp(0.0, 30.0);
         let deadline = std::time::Instant::now() + Duration::from_secs_f64(wait);
         loop {
+            let generation = self.store.bell.generation();
             let events = self.store.read(|c| jobs::events(c, after, 500)).map_err(internal)?;
             let now = std::time::Instant::now();
             if !events.is_empty() || now >= deadline {
                 let next = events.last().and_then(|e| e["id"].as_i64()).unwrap_or(after);
                 return Ok(reply(200, json!({"events": events, "next": next})));
             }
-            self.store.bell.wait(deadline - now);
+            self.store.bell.wait_since(generation, deadline - now);
         }
     }
 

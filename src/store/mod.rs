@@ -48,9 +48,15 @@ impl EventBell {
 
     /// Waits until rung or `timeout` passes.
     pub fn wait(&self, timeout: Duration) {
+        let start = self.generation();
+        self.wait_since(start, timeout);
+    }
+
+    /// Waits until the generation differs from `seen` (at once if it already does)
+    /// or `timeout` passes.
+    pub fn wait_since(&self, seen: u64, timeout: Duration) {
         let guard = self.seq.lock().unwrap();
-        let start = *guard;
-        let _ = self.cv.wait_timeout_while(guard, timeout, |s| *s == start);
+        let _ = self.cv.wait_timeout_while(guard, timeout, |s| *s == seen);
     }
 }
 
@@ -144,6 +150,15 @@ impl Store {
 
     /// Runs `f` in the writer's transaction and returns its result once committed.
     pub fn write<R: Send + 'static>(&self, f: impl FnOnce(&Tx) -> rusqlite::Result<R> + Send + 'static) -> anyhow::Result<R> {
+        let v = self.write_quiet(f)?;
+        self.bell.ring();
+        Ok(v)
+    }
+
+    /// Like [`Store::write`] without ringing the bell: for writes that may change
+    /// nothing (a claim that finds no task), so waiters are not woken for nothing.
+    /// The caller rings when something did change.
+    pub fn write_quiet<R: Send + 'static>(&self, f: impl FnOnce(&Tx) -> rusqlite::Result<R> + Send + 'static) -> anyhow::Result<R> {
         let (reply_tx, reply_rx) = mpsc::sync_channel::<Result<rusqlite::Result<R>, String>>(1);
         let job: WriteFn = Box::new(move |tx| {
             let r = f(tx);
@@ -157,11 +172,8 @@ impl Store {
         let r = reply_rx
             .recv()
             .map_err(|_| anyhow::anyhow!("the database writer stopped before committing"))?;
-        let v = r
-            .map_err(|e| anyhow::anyhow!("database commit failed: {e}"))?
-            .context("database write")?;
-        self.bell.ring();
-        Ok(v)
+        r.map_err(|e| anyhow::anyhow!("database commit failed: {e}"))?
+            .context("database write")
     }
 
     /// Runs `f` on a pooled read-only connection.

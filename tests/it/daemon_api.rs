@@ -625,3 +625,21 @@ fn stalled_bodies_do_not_starve_other_clients() {
     assert_eq!(d.get("/v1/jobs").status, 200);
     drop(stalled);
 }
+
+/// No busy polling: an idle daemon process (with its default inbox watched) uses
+/// almost no CPU. A spinning loop costs a whole core, ~100x the bound here.
+#[test]
+fn idle_daemon_does_not_poll_busily() {
+    let env = Env::new();
+    let d = DaemonProcess::start(&env.path("data"));
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", d.child.id())).unwrap();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu();
+    std::thread::sleep(Duration::from_secs(3));
+    let ticks = cpu() - before;
+    assert!(ticks <= 10, "idle daemon used {ticks} clock ticks of CPU in 3 s");
+}
