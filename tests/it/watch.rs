@@ -176,7 +176,7 @@ fn many_files_dropped_at_once_make_one_job_each() {
     let src = small_zip(&env, "tiny.zip", 2);
     let stage = env.path("stage");
     std::fs::create_dir(&stage).unwrap();
-    let n = 500;
+    let n = 2000;
     for i in 0..n {
         std::fs::copy(&src, stage.join(format!("f{i:04}.zip"))).unwrap();
     }
@@ -203,4 +203,28 @@ fn many_files_dropped_at_once_make_one_job_each() {
         metrics()
     );
     assert!(wait_for(|| listing(&dir.join(".batchd/done")).len() == n, Duration::from_secs(10)));
+}
+
+/// A file deleted while it settles makes no job and no error; a file replaced
+/// under the same name while it settles (a new inode) restarts the settle time
+/// and the job sees only the new content.
+#[test]
+fn deleted_or_replaced_during_settle() {
+    let env = Env::new();
+    let dir = env.path("inbox");
+    let d = Daemon::with(|c| c.watch = vec![watch(&dir, 1.0)]);
+    std::fs::copy(small_zip(&env, "gone.zip", 3), dir.join("gone.zip")).unwrap();
+    std::fs::copy(small_zip(&env, "first.zip", 3), dir.join("swap.zip")).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    std::fs::remove_file(dir.join("gone.zip")).unwrap();
+    // Replace by rename: same name, another inode, other content (7 rows).
+    std::fs::copy(small_zip(&env, "second.zip", 7), env.path("second-staged.zip")).unwrap();
+    std::fs::rename(env.path("second-staged.zip"), dir.join("swap.zip")).unwrap();
+    assert!(wait_for(|| ended(&d, 1), Duration::from_secs(20)), "{:?}", jobs(&d));
+    std::thread::sleep(Duration::from_millis(1500));
+    let all = jobs(&d);
+    assert_eq!(all.len(), 1, "exactly one job: {all:?}");
+    assert_eq!(all[0]["status"], "COMPLETED");
+    assert_eq!(all[0]["progress"]["processed"], 7, "the job saw the replacement");
+    assert!(listing(&dir.join(".batchd/failed")).is_empty());
 }
