@@ -103,6 +103,13 @@ pub trait Api {
         http(self.addr(), Some(&self.token()), "POST", path, Some(body), &[])
     }
 
+    /// `POST /v1/jobs`, expecting 201; returns the new job's id.
+    fn create(&self, body: &Value) -> String {
+        let r = self.post("/v1/jobs", body);
+        assert_eq!(r.status, 201, "creating a job: {}", r.text);
+        r.json["id"].as_str().expect("a job id").to_owned()
+    }
+
     /// Waits until the job is COMPLETED, FAILED or CANCELLED and returns it.
     fn wait_job(&self, id: &str, timeout: Duration) -> Value {
         let mut last = Value::Null;

@@ -96,14 +96,7 @@ fn job_list_pages_with_next() {
     let src = export(&env, "e.zip", 2, 10);
     let d = Daemon::start();
     let staged = d.stage(&src);
-    let ids: Vec<String> = (0..5)
-        .map(|_| {
-            d.post("/v1/jobs", &json!({"sources": [staged], "submit": false})).json["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let ids: Vec<String> = (0..5).map(|_| d.create(&json!({"sources": [staged], "submit": false}))).collect();
     let page1 = d.get("/v1/jobs?limit=2");
     assert_eq!(page1.json["jobs"].as_array().unwrap().len(), 2);
     assert_eq!(page1.json["jobs"][0]["id"], ids[4].as_str());
@@ -152,10 +145,7 @@ fn cancel_during_pack_stops_and_cleans_up() {
     let src = export(&env, "big.zip", 400, 200_000);
     let d = Daemon::with(|c| c.engine.workers = 1);
     let staged = d.stage(&src);
-    let id = d.post("/v1/jobs", &json!({"sources": [staged], "batch_size": 10})).json["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = d.create(&json!({"sources": [staged], "batch_size": 10}));
     let mut job = Value::Null;
     assert!(wait_for(
         || {
@@ -199,12 +189,7 @@ fn transient_failure_retries_then_succeeds() {
     let src = export(&env, "flaky.zip", 6, 100);
     let d = Daemon::with(|c| c.engine.backoff_base_ms = 300);
     let staged = d.stage(&src);
-    let id = d
-        .post("/v1/jobs", &json!({"sources": [staged], "submit": false, "batch_size": 2}))
-        .json["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = d.create(&json!({"sources": [staged], "submit": false, "batch_size": 2}));
     let away = staged.with_extension("away");
     std::fs::rename(&staged, &away).unwrap();
     assert_eq!(d.post(&format!("/v1/jobs/{id}/submit"), &json!({})).status, 200);
@@ -249,10 +234,7 @@ fn bad_input_fails_the_job_and_the_daemon_keeps_serving() {
     let good = export(&env, "good.zip", 3, 10);
     let d = Daemon::start();
     let (evil, good) = (d.stage(&evil), d.stage(&good));
-    let id = d.post("/v1/jobs", &json!({"sources": [evil]})).json["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = d.create(&json!({"sources": [evil]}));
     let job = d.wait_job(&id, Duration::from_secs(20));
     assert_eq!(job["status"], "FAILED");
     assert_eq!(job["error"]["code"], "UNSAFE_PATH");
@@ -265,10 +247,7 @@ fn bad_input_fails_the_job_and_the_daemon_keeps_serving() {
     );
     assert!(listing(Path::new(job["out_dir"].as_str().unwrap())).is_empty());
     assert!(!d.data_dir().join("escape.txt").exists());
-    let ok = d.post("/v1/jobs", &json!({"sources": [good]})).json["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ok = d.create(&json!({"sources": [good]}));
     assert_eq!(d.wait_job(&ok, Duration::from_secs(20))["status"], "COMPLETED");
 }
 
@@ -386,10 +365,7 @@ fn error_statuses_and_auth() {
     assert_eq!((r.status, r.json["error"]["code"].as_str()), (400, Some("SOURCE_NOT_FOUND")));
     assert_eq!(d.post("/v1/jobs", &json!({"sources": []})).status, 400);
 
-    let id = d.post("/v1/jobs", &json!({"sources": [staged]})).json["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = d.create(&json!({"sources": [staged]}));
     d.wait_job(&id, Duration::from_secs(20));
     let r = d.post(&format!("/v1/jobs/{id}/cancel"), &json!({}));
     assert_eq!((r.status, r.json["error"]["code"].as_str()), (409, Some("CONFLICT")));
@@ -568,15 +544,7 @@ with tarfile.open({src:?}, "w") as t:
         c.engine.max_attempts = 2;
     });
     let staged = d.stage(&src);
-    let id = d
-        .post(
-            "/v1/jobs",
-            &json!({"sources": [staged], "batch_size": 100, "compression": "deflate"}),
-        )
-        .json["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = d.create(&json!({"sources": [staged], "batch_size": 100, "compression": "deflate"}));
     let job = d.wait_job(&id, Duration::from_secs(60));
     assert_eq!(job["status"], "FAILED", "{job}");
     assert_eq!(job["error"]["code"], "TASK_TIMEOUT");

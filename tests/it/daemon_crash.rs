@@ -31,12 +31,7 @@ fn sigkill_during_pack_then_restart_completes_identically() {
     let data = staged(&env, &src);
 
     let mut d = DaemonProcess::start(&data);
-    let id = d
-        .post("/v1/jobs", &json!({"sources": [data.join("in/big.zip")], "batch_size": 10}))
-        .json["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = d.create(&json!({"sources": [data.join("in/big.zip")], "batch_size": 10}));
     let mut kills = 0;
     for target in [3, 12, 21] {
         let reached = wait_for(
@@ -98,12 +93,7 @@ fn sigterm_under_load_exits_zero_within_ten_seconds_and_resumes() {
     let src = big(&env);
     let data = staged(&env, &src);
     let d = DaemonProcess::start(&data);
-    let id = d
-        .post("/v1/jobs", &json!({"sources": [data.join("in/big.zip")], "batch_size": 10}))
-        .json["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = d.create(&json!({"sources": [data.join("in/big.zip")], "batch_size": 10}));
     assert!(wait_for(
         || d.get(&format!("/v1/jobs/{id}")).json["progress"]["processed"].as_i64().unwrap_or(0) > 0,
         Duration::from_secs(60)

@@ -57,17 +57,11 @@ fn responses_match_openapi() {
     rec.add("GET", "/v1/events", d.get("/v1/events?after=0"));
     rec.add("GET", "/metrics", d.get("/metrics"));
 
-    let skipped = d.post("/v1/jobs", &json!({"sources": [skip], "on_missing_file": "skip"})).json["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let skipped = d.create(&json!({"sources": [skip], "on_missing_file": "skip"}));
     d.wait_job(&skipped, Duration::from_secs(20));
     let s = rec.add("GET", "/v1/jobs/x", d.get(&format!("/v1/jobs/{skipped}")));
     assert_eq!(s.json["health"], "degraded");
-    let failed = d.post("/v1/jobs", &json!({"sources": [evil]})).json["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let failed = d.create(&json!({"sources": [evil]}));
     d.wait_job(&failed, Duration::from_secs(20));
     rec.add("GET", "/v1/jobs/x", d.get(&format!("/v1/jobs/{failed}")));
 
