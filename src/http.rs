@@ -102,6 +102,14 @@ struct CreateBody {
     file_column: Option<String>,
 }
 
+/// An optional query parameter, or 400 with `message` when it does not parse.
+fn param<T: std::str::FromStr>(q: &BTreeMap<String, String>, key: &str, message: &str) -> Result<Option<T>, Reply> {
+    q.get(key)
+        .map(|v| v.parse::<T>())
+        .transpose()
+        .map_err(|_| fail(400, "BAD_REQUEST", message))
+}
+
 fn yes() -> bool {
     true
 }
@@ -339,18 +347,8 @@ impl Api {
                 return Err(fail(400, "BAD_REQUEST", format!("unknown status {s:?}")));
             }
         }
-        let limit = q
-            .get("limit")
-            .map(|l| l.parse::<i64>())
-            .transpose()
-            .map_err(|_| fail(400, "BAD_REQUEST", "limit must be a number"))?
-            .unwrap_or(50)
-            .clamp(1, 500);
-        let after = q
-            .get("after")
-            .map(|a| a.parse::<i64>())
-            .transpose()
-            .map_err(|_| fail(400, "BAD_REQUEST", "after must be the `next` value of a previous page"))?;
+        let limit = param::<i64>(q, "limit", "limit must be a number")?.unwrap_or(50).clamp(1, 500);
+        let after = param::<i64>(q, "after", "after must be the `next` value of a previous page")?;
         let stall = self.config.engine.stall_seconds;
         let (list, next) = self
             .store
@@ -360,19 +358,8 @@ impl Api {
     }
 
     fn events(&self, q: &BTreeMap<String, String>) -> Result<Reply, Reply> {
-        let after = q
-            .get("after")
-            .map(|a| a.parse::<i64>())
-            .transpose()
-            .map_err(|_| fail(400, "BAD_REQUEST", "after must be an event id"))?
-            .unwrap_or(0);
-        let wait = q
-            .get("wait")
-            .map(|w| w.parse::<f64>())
-            .transpose()
-            .map_err(|_| fail(400, "BAD_REQUEST", "wait must be seconds"))?
-            .unwrap_or(0.0)
-            .clamp(0.0, 30.0);
+        let after = param::<i64>(q, "after", "after must be an event id")?.unwrap_or(0);
+        let wait = param::<f64>(q, "wait", "wait must be seconds")?.unwrap_or(0.0).clamp(0.0, 30.0);
         let deadline = std::time::Instant::now() + Duration::from_secs_f64(wait);
         loop {
             let generation = self.store.bell.generation();

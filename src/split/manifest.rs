@@ -86,7 +86,7 @@ impl Manifest {
                     if rec.iter().any(|f| std::str::from_utf8(f).is_err()) {
                         return Err(Error::ManifestNotUtf8 { manifest: display, line });
                     }
-                    records.push((line, start, rec.clone()));
+                    records.push((line, start, std::mem::take(&mut rec)));
                 }
                 Err(e) => {
                     let line = e.position().map_or(lines.line, |p| lines.locate(p.byte() as usize + bom).1);
@@ -130,13 +130,13 @@ impl Manifest {
         let line_end: &'static [u8] = if data[header_end..].starts_with(b"\r\n") { b"\r\n" } else { b"\n" };
         let headers = records[0].2.iter().map(|h| String::from_utf8_lossy(h).trim().to_owned()).collect();
         let rows = records
-            .iter()
+            .into_iter()
             .enumerate()
             .skip(1)
             .map(|(i, (line, start, fields))| Row {
-                line: *line,
-                raw: *start..trim(ends[i], *start),
-                fields: fields.clone(),
+                line,
+                raw: start..trim(ends[i], start),
+                fields,
             })
             .collect();
         Ok(Manifest {

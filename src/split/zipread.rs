@@ -403,9 +403,9 @@ pub fn read_entry(path: &Path, entry: &Entry, max: u64) -> Result<Vec<u8>> {
     if method == 0 {
         return Ok(raw);
     }
-    let mut out = Vec::with_capacity(entry.size as usize);
+    // One spare byte: decompress_vec fills only spare capacity.
+    let mut out = Vec::with_capacity(entry.size as usize + 1);
     let mut z = Decompress::new(false);
-    out.reserve(entry.size as usize + 1);
     z.decompress_vec(&raw, &mut out, FlushDecompress::Finish)
         .map_err(|e| Error::corrupt(Some(&entry.name), format!("deflate data is corrupt: {e}")))?;
     Ok(out)

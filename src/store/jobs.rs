@@ -354,11 +354,11 @@ pub fn planned(
 ) -> rusqlite::Result<()> {
     let t = now();
     let source_n = task.source_n.expect("PLAN has a source");
-    let fresh = tx.execute(
+    // A PLAN run again (after a crash) replaces the PACK tasks it queued before.
+    tx.execute(
         "DELETE FROM tasks WHERE job_id = ?1 AND kind = 'PACK' AND source_n = ?2 AND state != 'DONE'",
         params![task.job_id, source_n],
     )?;
-    let _ = fresh;
     for p in parts {
         tx.execute(
             "INSERT OR IGNORE INTO parts (job_id, source_n, n, path, rows, first_line, last_line, files, payload_bytes, comment, state)
