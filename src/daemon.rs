@@ -131,11 +131,15 @@ pub fn run(listener: TcpListener, mut config: Config, shutdown: &AtomicBool) -> 
     let server = Arc::new(tiny_http::Server::from_listener(listener, None).map_err(|e| anyhow::anyhow!("starting the HTTP server: {e}"))?);
     let api = Arc::new(Api::new(store.clone(), Arc::clone(&engine.engine), Arc::clone(&config), token));
     let http_threads = api.serve(&server);
+    // Written under a temp name and renamed: clients never read half a file.
+    let address = address_path(data_dir);
+    let tmp = address.with_extension("json.tmp");
     fs::write(
-        address_path(data_dir),
+        &tmp,
         serde_json::json!({"listen": addr.to_string(), "pid": std::process::id()}).to_string(),
     )
-    .with_context(|| format!("writing {}", address_path(data_dir).display()))?;
+    .and_then(|()| fs::rename(&tmp, &address))
+    .with_context(|| format!("writing {}", address.display()))?;
     tracing::info!(%addr, data_dir = %data_dir.display(), "batchd serving");
 
     while !shutdown.load(Ordering::SeqCst) {
