@@ -290,8 +290,9 @@ impl Engine {
         match self.store.write(move |tx| jobs::task_failed(tx, &t, &error, retry_in)) {
             Ok(true) => {
                 self.cancel_job(&task.job_id);
-                if let Ok(Some(job)) = self.store.read(|c| jobs::job_for_task(c, &task.job_id)) {
-                    remove_parts(Path::new(&job.out_dir));
+                match self.store.read(|c| jobs::part_paths(c, &task.job_id)) {
+                    Ok(paths) => remove_parts(&paths),
+                    Err(e) => tracing::error!("listing the parts of failed job {}: {e:#}", task.job_id),
                 }
             }
             Ok(false) => {}
@@ -408,15 +409,15 @@ impl Engine {
     }
 }
 
-/// Removes the parts and temp files of a failed job: a failed delivery must not
-/// leave anything that looks like a finished part.
-fn remove_parts(dir: &Path) {
-    let Ok(items) = std::fs::read_dir(dir) else { return };
-    for item in items.flatten() {
-        let name = item.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".zip") || name.ends_with(".batchd-tmp") {
-            let _ = std::fs::remove_file(item.path());
-        }
+/// Removes a failed job's parts and their temp files: a failed delivery must not
+/// leave anything that looks like a finished part. Only the job's own files, as
+/// recorded in the database: an output directory may be shared (a watch's
+/// `output_dir`). Running tasks, stopped by the cancel, remove their own temps.
+fn remove_parts(paths: &[String]) {
+    for p in paths {
+        let path = Path::new(p);
+        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(split::zipwrite::temp_path(path));
     }
 }
 

@@ -491,6 +491,13 @@ fn sources(conn: &Connection, job_id: &str) -> rusqlite::Result<Vec<String>> {
     v
 }
 
+/// Paths of every part planned for a job, done or not.
+pub fn part_paths(conn: &Connection, job_id: &str) -> rusqlite::Result<Vec<String>> {
+    let mut st = conn.prepare_cached("SELECT path FROM parts WHERE job_id = ?1")?;
+    let v = st.query_map([job_id], |r| r.get(0))?.collect();
+    v
+}
+
 pub fn pending_parts(conn: &Connection, job_id: &str, source_n: i64) -> rusqlite::Result<Vec<i64>> {
     let mut st = conn.prepare_cached("SELECT n FROM parts WHERE job_id = ?1 AND source_n = ?2 AND state != 'DONE' ORDER BY n")?;
     let v = st.query_map(params![job_id, source_n], |r| r.get(0))?.collect();

@@ -228,3 +228,36 @@ fn deleted_or_replaced_during_settle() {
     assert_eq!(all[0]["progress"]["processed"], 7, "the job saw the replacement");
     assert!(listing(&dir.join(".batchd/failed")).is_empty());
 }
+
+/// Jobs of one watch share its `output_dir`; a job failing there removes its own
+/// parts and nothing else.
+#[test]
+fn a_failed_job_removes_only_its_own_parts_from_a_shared_output_dir() {
+    let env = Env::new();
+    let dir = env.path("inbox");
+    let out = env.path("parts");
+    let d = Daemon::with(|c| {
+        c.watch = vec![Watch {
+            output_dir: Some(out.clone()),
+            ..watch(&dir, 0.3)
+        }]
+    });
+    std::fs::copy(small_zip(&env, "good.zip", 4), dir.join("good.zip")).unwrap();
+    assert!(wait_for(|| ended(&d, 1), Duration::from_secs(20)));
+    assert_eq!(listing(&out), vec!["good-part1.zip", "good-part2.zip"]);
+
+    // Damage the data of the last file: planning succeeds, packing part 3 fails.
+    let mut bad = std::fs::read(env.archive("zip", "bad.zip", &numbered(6, 3000))).unwrap();
+    let needle = bytes(5, 3000);
+    let at = bad.windows(64).position(|w| w == &needle[..64]).expect("file data present");
+    bad[at + 10] ^= 0xFF;
+    std::fs::write(dir.join("bad.zip"), bad).unwrap();
+    assert!(wait_for(|| ended(&d, 2), Duration::from_secs(20)), "{:?}", jobs(&d));
+    let failed = jobs(&d).into_iter().find(|j| j["status"] == "FAILED").expect("the bad drop failed");
+    assert_eq!(failed["error"]["code"], "ARCHIVE_CORRUPT");
+    assert_eq!(
+        listing(&out),
+        vec!["good-part1.zip", "good-part2.zip"],
+        "the good job's parts stay; the bad job's are gone"
+    );
+}
