@@ -21,6 +21,52 @@ pub struct Config {
     /// Watched drop directories. With none configured, `DATA_DIR/inbox` is watched.
     #[serde(default)]
     pub watch: Vec<Watch>,
+    /// Cron schedules that sweep a directory for files not ingested yet.
+    #[serde(default)]
+    pub schedule: Vec<Schedule>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub name: String,
+    /// 5 fields (minute hour day month weekday) or 6 (seconds first).
+    pub cron: String,
+    /// IANA name; default: `$TZ`, else the system's `/etc/localtime`, else UTC.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    pub dir: PathBuf,
+    #[serde(default = "default_pattern")]
+    pub pattern: String,
+    /// What happens to fire times missed while the daemon was down.
+    #[serde(default)]
+    pub misfire: Misfire,
+    /// With `misfire = "once"`: a missed fire older than this is not caught up.
+    #[serde(default = "default_grace")]
+    pub grace_seconds: u64,
+    #[serde(default)]
+    pub output_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    #[serde(default)]
+    pub file_column: Option<String>,
+}
+
+/// What a schedule does with fire times that passed while the daemon was down.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Misfire {
+    /// Missed fires are recorded as missed and not run.
+    Skip,
+    /// The latest missed fire runs once, if it is within `grace_seconds`.
+    #[default]
+    Once,
+    /// Every missed fire runs, oldest first.
+    All,
+}
+
+fn default_grace() -> u64 {
+    86_400
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -108,6 +154,7 @@ impl Default for Config {
             engine: Engine::default(),
             defaults: JobDefaults::default(),
             watch: Vec::new(),
+            schedule: Vec::new(),
         }
     }
 }
@@ -179,6 +226,21 @@ impl Config {
             }
             if w.settle_seconds.is_nan() || w.settle_seconds < 0.0 {
                 return bad("watch.settle_seconds", "must be 0 or more");
+            }
+            if w.batch_size == Some(0) {
+                return bad("watch.batch_size", "must be at least 1");
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.schedule {
+            if !names.insert(&s.name) {
+                return bad("schedule.name", &format!("{:?} is used twice", s.name));
+            }
+            if let Err(e) = crate::triggers::schedule::Rule::new(s) {
+                return Err(anyhow::anyhow!("schedule {:?}: {e}", s.name));
+            }
+            if s.batch_size == Some(0) {
+                return bad("schedule.batch_size", "must be at least 1");
             }
         }
         if self.http.max_body_bytes < 1024 {

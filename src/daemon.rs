@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::http::Api;
 use crate::store::Store;
+use crate::triggers::schedule::{Clock, Scheduler};
 
 /// How long running tasks get to stop at an entry boundary on shutdown.
 const STOP_DEADLINE: Duration = Duration::from_secs(8);
@@ -98,7 +99,12 @@ fn set_nodelay(listener: &TcpListener) -> anyhow::Result<()> {
 }
 
 /// Runs the daemon until `shutdown` becomes true.
-pub fn run(listener: TcpListener, mut config: Config, shutdown: &AtomicBool) -> anyhow::Result<()> {
+pub fn run(listener: TcpListener, config: Config, shutdown: &AtomicBool) -> anyhow::Result<()> {
+    run_with(listener, config, shutdown, Clock::System)
+}
+
+/// [`run`], with schedules reading the time from `clock` (tests move it by hand).
+pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool, clock: Clock) -> anyhow::Result<()> {
     // glibc gives each thread its own malloc arena (up to 8 per core); two are
     // plenty here and keep an idle edge daemon's memory small.
     // SAFETY: mallopt only tunes the allocator.
@@ -119,17 +125,29 @@ pub fn run(listener: TcpListener, mut config: Config, shutdown: &AtomicBool) -> 
     )?;
     let engine = Engine::start(store.clone(), Arc::clone(&config))?;
     let watcher = crate::triggers::watch::Watcher::new(store.clone(), Arc::clone(&config))?;
+    let scheduler = Scheduler::new(store.clone(), Arc::clone(&config), clock.clone())?;
     let watch_stop = Arc::new(AtomicBool::new(false));
-    let watch_thread = {
-        let stop = Arc::clone(&watch_stop);
-        std::thread::Builder::new()
-            .name("batchd-watch".into())
-            .spawn(move || watcher.run(&stop))?
+    let trigger_threads = {
+        let (stop, stop2) = (Arc::clone(&watch_stop), Arc::clone(&watch_stop));
+        [
+            std::thread::Builder::new()
+                .name("batchd-watch".into())
+                .spawn(move || watcher.run(&stop))?,
+            std::thread::Builder::new()
+                .name("batchd-schedule".into())
+                .spawn(move || scheduler.run(&stop2))?,
+        ]
     };
     let addr = listener.local_addr()?;
     set_nodelay(&listener)?;
     let server = Arc::new(tiny_http::Server::from_listener(listener, None).map_err(|e| anyhow::anyhow!("starting the HTTP server: {e}"))?);
-    let api = Arc::new(Api::new(store.clone(), Arc::clone(&engine.engine), Arc::clone(&config), token));
+    let api = Arc::new(Api::new(
+        store.clone(),
+        Arc::clone(&engine.engine),
+        Arc::clone(&config),
+        token,
+        clock,
+    ));
     let http_threads = api.serve(&server);
     // Written under a temp name and renamed: clients never read half a file.
     let address = address_path(data_dir);
@@ -150,7 +168,9 @@ pub fn run(listener: TcpListener, mut config: Config, shutdown: &AtomicBool) -> 
         server.unblock();
     }
     watch_stop.store(true, Ordering::SeqCst);
-    let _ = watch_thread.join();
+    for t in trigger_threads {
+        let _ = t.join();
+    }
     engine.shutdown(STOP_DEADLINE);
     for t in http_threads {
         let _ = t.join();

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::engine::{self, Engine};
 use crate::store::jobs::{self, NewJob, Reject, Settings};
 use crate::store::Store;
+use crate::triggers::schedule::{self, Clock};
 
 /// A rendered job view: the write generation it was made at, when, and the body.
 type CachedView = (u64, std::time::Instant, Arc<String>);
@@ -35,6 +36,7 @@ pub struct Api {
     pub config: Arc<Config>,
     pub token: String,
     roots: Vec<PathBuf>,
+    clock: Clock,
 }
 
 /// A response: status, JSON (or text) body, extra headers.
@@ -121,7 +123,7 @@ struct SourcesBody {
 }
 
 impl Api {
-    pub fn new(store: Store, engine: Arc<Engine>, config: Arc<Config>, token: String) -> Api {
+    pub fn new(store: Store, engine: Arc<Engine>, config: Arc<Config>, token: String, clock: Clock) -> Api {
         let roots = config
             .allowed_roots()
             .iter()
@@ -134,6 +136,7 @@ impl Api {
             config,
             token,
             roots,
+            clock,
         }
     }
 
@@ -284,9 +287,20 @@ impl Api {
                 Ok(r)
             }
             (Method::Get, ["v1", "events"]) => self.events(&query),
-            (_, ["v1", "jobs"] | ["v1", "jobs", _] | ["v1", "jobs", _, _] | ["v1", "events"] | ["metrics"]) => {
-                Ok(fail(405, "METHOD_NOT_ALLOWED", format!("{method} is not allowed on {path}")))
-            }
+            (Method::Get, ["v1", "schedules"]) => self.schedules(),
+            (Method::Get, ["v1", "schedules", name]) => self.schedule(name, &query),
+            (Method::Post, ["v1", "schedules", name, "run"]) => self.run_schedule(name),
+            (
+                _,
+                ["v1", "jobs"]
+                | ["v1", "jobs", _]
+                | ["v1", "jobs", _, _]
+                | ["v1", "events"]
+                | ["metrics"]
+                | ["v1", "schedules"]
+                | ["v1", "schedules", _]
+                | ["v1", "schedules", _, "run"],
+            ) => Ok(fail(405, "METHOD_NOT_ALLOWED", format!("{method} is not allowed on {path}"))),
             _ => Ok(fail(404, "NOT_FOUND", format!("no such endpoint: {path}"))),
         };
         r.unwrap_or_else(|e| e)
@@ -505,6 +519,59 @@ impl Api {
         }
     }
 
+    fn schedules(&self) -> Result<Reply, Reply> {
+        let states = self
+            .store
+            .read(|c| Ok(schedule::states(c, &self.config)))
+            .map_err(internal)?
+            .map_err(internal)?;
+        Ok(reply(
+            200,
+            json!({"schedules": states.into_iter().map(|s| s.json).collect::<Vec<_>>()}),
+        ))
+    }
+
+    /// One schedule with its recent fires (`?limit=`, default 20).
+    fn schedule(&self, name: &str, query: &BTreeMap<String, String>) -> Result<Reply, Reply> {
+        let limit = param(query, "limit", "limit must be a number")?.unwrap_or(20i64).clamp(1, 1000);
+        let states = self
+            .store
+            .read(|c| Ok(schedule::states(c, &self.config)))
+            .map_err(internal)?
+            .map_err(internal)?;
+        let Some(state) = states.into_iter().find(|s| s.name == name) else {
+            return Ok(fail(
+                404,
+                "NOT_FOUND",
+                format!("no schedule named {name:?}; GET /v1/schedules lists them"),
+            ));
+        };
+        let fires = self
+            .store
+            .read(|c| Ok(schedule::history(c, name, limit)))
+            .map_err(internal)?
+            .map_err(internal)?;
+        let mut body = state.json;
+        body["fires_recent"] = json!(fires);
+        Ok(reply(200, body))
+    }
+
+    fn run_schedule(&self, name: &str) -> Result<Reply, Reply> {
+        match schedule::run_now(&self.store, &self.config, name, &self.clock) {
+            Err(e) => Err(internal(e)),
+            Ok(None) => Ok(fail(
+                404,
+                "NOT_FOUND",
+                format!("no schedule named {name:?}; GET /v1/schedules lists them"),
+            )),
+            Ok(Some(f)) if f.result == "DUPLICATE" => Ok(fail(409, "CONFLICT", "this schedule was just run; try again in a moment")),
+            Ok(Some(f)) => Ok(reply(
+                201,
+                json!({"schedule": name, "scheduled_at": jobs::rfc3339(f.scheduled_at), "result": f.result, "files": f.files, "job_id": f.job_id}),
+            )),
+        }
+    }
+
     fn metrics(&self) -> Result<Reply, Reply> {
         let running = self.engine.running_tasks();
         let text = self
@@ -544,6 +611,29 @@ impl Api {
                     out.push_str(&format!("batchd_task_duration_seconds_sum{{kind=\"{kind}\"}} {}\n", durations.iter().sum::<f64>()));
                     out.push_str(&format!("batchd_task_duration_seconds_count{{kind=\"{kind}\"}} {}\n", durations.len()));
                 }
+                out.push_str("# HELP batchd_watch_files_detected_total Files taken from each watched inbox.\n# TYPE batchd_watch_files_detected_total counter\n");
+                let mut detected: BTreeMap<String, i64> = self.config.watches().into_iter().map(|w| (w.name, 0)).collect();
+                let mut st = c.prepare("SELECT watch, COUNT(*) FROM watch_files GROUP BY watch")?;
+                for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+                    let (w, n) = r?;
+                    detected.insert(w, n);
+                }
+                for (w, n) in detected {
+                    out.push_str(&format!("batchd_watch_files_detected_total{{watch=\"{}\"}} {n}\n", label(&w)));
+                }
+                let states = schedule::states(c, &self.config).map_err(|e| r2d2_sqlite::rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+                out.push_str("# HELP batchd_schedule_next_run_timestamp_seconds When each schedule fires next.\n# TYPE batchd_schedule_next_run_timestamp_seconds gauge\n");
+                for s in &states {
+                    if let Some(t) = s.next {
+                        out.push_str(&format!("batchd_schedule_next_run_timestamp_seconds{{schedule=\"{}\"}} {}\n", label(&s.name), t.timestamp()));
+                    }
+                }
+                out.push_str("# HELP batchd_schedule_last_success_timestamp_seconds When each schedule last succeeded (nothing new, or its job completed).\n# TYPE batchd_schedule_last_success_timestamp_seconds gauge\n");
+                for s in &states {
+                    if let Some(t) = s.last_success {
+                        out.push_str(&format!("batchd_schedule_last_success_timestamp_seconds{{schedule=\"{}\"}} {t}\n", label(&s.name)));
+                    }
+                }
                 Ok(out)
             })
             .map_err(internal)?;
@@ -554,4 +644,9 @@ impl Api {
             headers: Vec::new(),
         })
     }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

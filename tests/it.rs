@@ -29,3 +29,6 @@ mod watch;
 
 #[path = "it/store.rs"]
 mod store;
+
+#[path = "it/schedule.rs"]
+mod schedule;

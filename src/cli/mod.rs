@@ -36,6 +36,8 @@ pub enum Command {
     Cancel(client::JobArgs),
     /// Follow a job until it ends, with a live progress bar.
     Follow(client::JobArgs),
+    /// List cron schedules with their next and last fire, or run one now (--run NAME).
+    Schedules(client::SchedulesArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -48,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(args) => client::jobs(args),
         Command::Cancel(args) => client::cancel(args),
         Command::Follow(args) => client::follow(args),
+        Command::Schedules(args) => client::schedules(args),
     }
 }
 

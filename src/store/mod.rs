@@ -19,7 +19,10 @@ use r2d2_sqlite::SqliteConnectionManager;
 const SCHEMA: &str = include_str!("../../schema.sql");
 /// The version `schema.sql` creates; MIGRATIONS[i] moves version i+1 to i+2.
 pub const SCHEMA_VERSION: i64 = 1;
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/002_watch.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/002_watch.sql"),
+    include_str!("../../migrations/003_schedule.sql"),
+];
 
 pub type Tx<'a> = rusqlite::Transaction<'a>;
 /// Called after the batch's COMMIT with its outcome.

@@ -1,4 +1,6 @@
 //! Triggers: where jobs come from without anyone typing. `watch` turns files
-//! dropped into inbox directories into jobs, exactly once each.
+//! dropped into inbox directories into jobs, exactly once each; `schedule`
+//! sweeps directories at cron times for files it has not ingested yet.
 
+pub mod schedule;
 pub mod watch;

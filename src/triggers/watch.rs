@@ -64,7 +64,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 
 /// True when the archive looks whole: a ZIP end record, tar end blocks. Other
 /// content (gzip, anything else) is judged by the split itself.
-fn looks_complete(path: &Path, len: u64) -> bool {
+pub(crate) fn looks_complete(path: &Path, len: u64) -> bool {
     let Ok(f) = fs::File::open(path) else { return false };
     let mut head = [0u8; 4];
     use std::os::unix::fs::FileExt;

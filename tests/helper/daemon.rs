@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use batchd::config::Config;
+use batchd::triggers::schedule::Clock;
 use serde_json::Value;
 
 use super::{wait_for, BIN};
@@ -142,6 +143,8 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
     pub token: String,
+    pub clock: Clock,
+    config: Config,
     shutdown: Arc<AtomicBool>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -152,6 +155,11 @@ impl Daemon {
     }
 
     pub fn with(edit: impl FnOnce(&mut Config)) -> Daemon {
+        Daemon::with_clock(Clock::System, edit)
+    }
+
+    /// A daemon whose schedules read the time from `clock`.
+    pub fn with_clock(clock: Clock, edit: impl FnOnce(&mut Config)) -> Daemon {
         let dir = tempfile::Builder::new().prefix("batchd-daemon-").tempdir().unwrap();
         let mut config = Config {
             data_dir: dir.path().join("data"),
@@ -159,21 +167,32 @@ impl Daemon {
         };
         config.engine.backoff_base_ms = 50;
         edit(&mut config);
+        Daemon::boot(dir, config, clock)
+    }
+
+    fn boot(dir: tempfile::TempDir, config: Config, clock: Clock) -> Daemon {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&shutdown);
-        let thread = std::thread::spawn(move || batchd::daemon::run(listener, config, &flag));
+        let (c, k) = (config.clone(), clock.clone());
+        let thread = std::thread::spawn(move || batchd::daemon::run_with(listener, c, &flag, k));
         let data = dir.path().join("data");
         assert!(
-            wait_for(|| data.join("daemon.json").exists(), Duration::from_secs(10)),
+            wait_for(
+                || data.join("daemon.json").exists() || thread.is_finished(),
+                Duration::from_secs(10)
+            ),
             "daemon did not start"
         );
+        assert!(!thread.is_finished(), "daemon exited at start: {:?}", thread.join().unwrap());
         let token = std::fs::read_to_string(data.join("token")).unwrap().trim().to_owned();
         Daemon {
             dir,
             addr,
             token,
+            clock,
+            config,
             shutdown,
             thread: Some(thread),
         }
@@ -183,6 +202,16 @@ impl Daemon {
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.store(true, Ordering::SeqCst);
         self.thread.take().unwrap().join().unwrap()
+    }
+
+    /// Stops the daemon as SIGTERM does, runs `meanwhile` (the downtime), and
+    /// starts it again on the same data dir, config and clock.
+    pub fn restart(mut self, meanwhile: impl FnOnce()) -> Daemon {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap().expect("daemon stopped cleanly");
+        meanwhile();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Daemon::boot(dir, self.config.clone(), self.clock.clone())
     }
 }
 

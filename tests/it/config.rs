@@ -42,3 +42,36 @@ fn unknown_keys_and_bad_values_name_the_key() {
     let e = Config::parse("[http]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
     assert!(e.contains("listen"), "{e}");
 }
+
+/// The indented `[[watch]]` and `[[schedule]]` examples, uncommented, parse.
+#[test]
+fn trigger_examples_parse() {
+    let body: String = example()
+        .lines()
+        .skip_while(|l| !l.starts_with("#   [[watch]]"))
+        .filter_map(|l| l.strip_prefix("#   "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let c = Config::parse(&body).unwrap();
+    assert_eq!(c.watch.len(), 1);
+    assert_eq!(c.schedule.len(), 1);
+    assert_eq!(c.schedule[0].timezone.as_deref(), Some("Europe/Oslo"));
+    assert_eq!(c.schedule[0].misfire, batchd::config::Misfire::Once);
+}
+
+#[test]
+fn bad_schedules_are_named() {
+    let base = "[[schedule]]\nname = \"n\"\ndir = \"/tmp\"\n";
+    for (extra, want) in [
+        ("cron = \"0 2 * *\"\n", "4 fields"),
+        ("cron = \"0 2 * * * * * *\"\n", "8 fields"),
+        ("cron = \"61 2 * * *\"\n", "cron"),
+        ("cron = \"0 2 * * *\"\ntimezone = \"Mars/Olympus\"\n", "IANA"),
+        ("cron = \"0 2 * * *\"\nmisfire = \"twice\"\n", "misfire"),
+    ] {
+        let e = Config::parse(&format!("{base}{extra}")).unwrap_err().to_string();
+        assert!(e.contains(want), "{extra}: {e}");
+    }
+    let twice = format!("{base}cron = \"0 2 * * *\"\n{base}cron = \"0 3 * * *\"\n");
+    assert!(Config::parse(&twice).unwrap_err().to_string().contains("used twice"));
+}

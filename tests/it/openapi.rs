@@ -40,7 +40,23 @@ fn responses_match_openapi() {
         "evil.zip",
         &[file("manifest.csv", "file\na\n"), file("a", "1"), file("../x", "2")],
     );
-    let d = Daemon::start();
+    let exports = env.path("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    std::fs::copy(&good, exports.join("good.zip")).unwrap();
+    let d = Daemon::with(|c| {
+        c.schedule = vec![batchd::config::Schedule {
+            name: "nightly".into(),
+            cron: "0 2 * * *".into(),
+            timezone: Some("Europe/Oslo".into()),
+            dir: exports.clone(),
+            pattern: "*.zip".into(),
+            misfire: batchd::config::Misfire::Once,
+            grace_seconds: 86_400,
+            output_dir: None,
+            batch_size: None,
+            file_column: None,
+        }];
+    });
     let (good, skip, evil) = (d.stage(&good), d.stage(&skip), d.stage(&evil));
     let mut rec = Recorder(Vec::new());
     let t = d.token.clone();
@@ -56,6 +72,15 @@ fn responses_match_openapi() {
     rec.add("GET", "/v1/jobs", d.get("/v1/jobs?limit=1"));
     rec.add("GET", "/v1/events", d.get("/v1/events?after=0"));
     rec.add("GET", "/metrics", d.get("/metrics"));
+    rec.add("GET", "/v1/schedules", d.get("/v1/schedules"));
+    rec.add("GET", "/v1/schedules/x", d.get("/v1/schedules/nightly"));
+    let fired = rec.add("POST", "/v1/schedules/x/run", d.post("/v1/schedules/nightly/run", &json!({})));
+    d.wait_job(fired.json["job_id"].as_str().unwrap(), Duration::from_secs(20));
+    rec.add("GET", "/v1/schedules", d.get("/v1/schedules"));
+    rec.add("GET", "/v1/schedules/x", d.get("/v1/schedules/nightly?limit=5"));
+    rec.add("GET", "/v1/schedules/x", d.get("/v1/schedules/nightly?limit=x"));
+    rec.add("GET", "/v1/schedules/x", d.get("/v1/schedules/nope"));
+    rec.add("POST", "/v1/schedules/x/run", d.post("/v1/schedules/nope/run", &json!({})));
 
     let skipped = d.create(&json!({"sources": [skip], "on_missing_file": "skip"}));
     d.wait_job(&skipped, Duration::from_secs(20));

@@ -18,12 +18,16 @@ fn version_one_database_is_migrated_forward() {
         .read(|c| {
             Ok((
                 c.query_row("PRAGMA user_version", [], |r| r.get(0))?,
-                c.query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'watch_files'", [], |r| r.get(0))?,
+                c.query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('watch_files', 'schedules', 'schedule_fires', 'schedule_files')",
+                    [],
+                    |r| r.get(0),
+                )?,
                 c.query_row("SELECT COUNT(*) FROM jobs WHERE id = 'old'", [], |r| r.get(0))?,
             ))
         })
         .unwrap();
-    assert_eq!((version, tables, old), (2, 1, 1), "migrated to 2, table added, data kept");
+    assert_eq!((version, tables, old), (3, 4, 1), "migrated to 3, tables added, data kept");
     drop(store);
     // Opening again is a no-op.
     assert!(Store::open(&path, 2).is_ok());
