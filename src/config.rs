@@ -80,16 +80,32 @@ pub struct Watch {
     /// A file is taken once its size, mtime and inode have not changed for this long.
     #[serde(default = "default_settle")]
     pub settle_seconds: f64,
+    /// Take a file only once `NAME.done` exists beside it (the writer's signal
+    /// that it is complete; no settle wait), and remove the marker after.
+    #[serde(default)]
+    pub marker: bool,
     /// Where parts go; default `DATA_DIR/parts/<job id>/`.
     #[serde(default)]
     pub output_dir: Option<PathBuf>,
     /// What happens to a source whose job completed: move (to `.batchd/done/`), delete, keep (stays in `.batchd/processing/`).
     #[serde(default)]
     pub on_success: OnSuccess,
+    /// Content already taken from this inbox (same SHA-256, job not failed)
+    /// dropped again: skip (to `.batchd/duplicates/`) or ingest again.
+    #[serde(default)]
+    pub duplicates: Duplicates,
     #[serde(default)]
     pub batch_size: Option<usize>,
     #[serde(default)]
     pub file_column: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Duplicates {
+    #[default]
+    Skip,
+    Ingest,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -267,8 +283,10 @@ impl Config {
             dir: self.data_dir.join("inbox"),
             pattern: default_pattern(),
             settle_seconds: default_settle(),
+            marker: false,
             output_dir: None,
             on_success: OnSuccess::Move,
+            duplicates: Duplicates::Skip,
             batch_size: None,
             file_column: None,
         }]

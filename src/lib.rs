@@ -7,7 +7,8 @@
 //! - [`store`]: the SQLite state (schema, writer thread, read pool, queries).
 //! - [`engine`]: workers that claim and run PLAN/PACK/FINISH tasks.
 //! - [`http`]: the JSON API; [`daemon`] ties store, engine and API together.
-//! - [`triggers`]: watched inboxes that turn dropped files into jobs.
+//! - [`triggers`]: watched inboxes and cron schedules that turn files into jobs.
+//! - [`failpoint`]: crash points for tests (`--features failpoints`).
 //! - [`config`]: the TOML configuration with embedded defaults.
 //! - [`cli`]: the command line, one file per subcommand.
 //! - [`error`]: the error type with stable codes shared by every interface.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod error;
+pub mod failpoint;
 pub mod http;
 pub mod split;
 pub mod store;

@@ -22,6 +22,7 @@ pub const SCHEMA_VERSION: i64 = 1;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/002_watch.sql"),
     include_str!("../../migrations/003_schedule.sql"),
+    include_str!("../../migrations/004_watch_hash.sql"),
 ];
 
 pub type Tx<'a> = rusqlite::Transaction<'a>;

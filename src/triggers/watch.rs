@@ -12,6 +12,12 @@
 //! row left between steps. When the job ends, the file moves to `.batchd/done/`
 //! (or is deleted or kept, per `on_success`); a failed job's file moves to
 //! `.batchd/failed/` with `<name>.error.json` beside it.
+//!
+//! Step 3 also hashes the file (SHA-256): content this inbox took before, for a
+//! job that did not fail, is a duplicate and goes to `.batchd/duplicates/` with
+//! `<name>.duplicate.json` (or is ingested again with `duplicates = "ingest"`).
+//! Identity is never the inode alone: an inode freed by a finished file and
+//! reused by a new one is just a new file.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -22,10 +28,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use r2d2_sqlite::rusqlite::params;
+use r2d2_sqlite::rusqlite::{params, OptionalExtension};
 use serde_json::json;
 
-use crate::config::{Config, OnSuccess, Watch};
+use crate::config::{Config, Duplicates, OnSuccess, Watch};
 use crate::store::jobs::{self, NewJob, Settings};
 use crate::store::Store;
 
@@ -94,9 +100,25 @@ pub struct Watcher {
     watches: Vec<Watch>,
 }
 
-fn dirs(w: &Watch) -> [PathBuf; 3] {
+/// processing, done, failed, duplicates: all under `DIR/.batchd/`.
+fn dirs(w: &Watch) -> [PathBuf; 4] {
     let meta = w.dir.join(".batchd");
-    [meta.join("processing"), meta.join("done"), meta.join("failed")]
+    [
+        meta.join("processing"),
+        meta.join("done"),
+        meta.join("failed"),
+        meta.join("duplicates"),
+    ]
+}
+
+/// What step 3 of a claim did.
+enum Queued {
+    Job,
+    /// The same content was taken before, by this job from this file name.
+    Duplicate {
+        job_id: String,
+        name: String,
+    },
 }
 
 impl Watcher {
@@ -178,16 +200,27 @@ impl Watcher {
                 };
                 continue;
             }
-            let settle = Duration::from_secs_f64(w.settle_seconds);
-            let waited = entry.since.elapsed();
-            if waited < settle {
-                continue;
-            }
-            if !looks_complete(&path, meta.len()) && waited < (settle * 4).max(settle + Duration::from_secs(5)) {
-                continue;
+            let marker = w.dir.join(format!("{name}.done"));
+            if w.marker {
+                // The writer says when it is done; no settle wait.
+                if !marker.exists() {
+                    continue;
+                }
+            } else {
+                let settle = Duration::from_secs_f64(w.settle_seconds);
+                let waited = entry.since.elapsed();
+                if waited < settle {
+                    continue;
+                }
+                if !looks_complete(&path, meta.len()) && waited < (settle * 4).max(settle + Duration::from_secs(5)) {
+                    continue;
+                }
             }
             seen.remove(&path);
             self.claim(w, &name, meta.len(), meta.ino())?;
+            if w.marker {
+                let _ = fs::remove_file(&marker);
+            }
         }
         seen.retain(|p, _| !p.starts_with(&w.dir) || present.contains(p));
         reported.retain(|p| !p.starts_with(&w.dir) || p.symlink_metadata().is_ok());
@@ -216,14 +249,22 @@ impl Watcher {
             )?;
             Ok(tx.last_insert_rowid())
         })?;
+        crate::failpoint::hit("watch.claim.recorded");
         fs::create_dir_all(processing.parent().expect("has a parent"))?;
         fs::rename(w.dir.join(name), &processing).with_context(|| format!("claiming {}", w.dir.join(name).display()))?;
+        crate::failpoint::hit("watch.claim.renamed");
         crate::split::zipwrite::sync_dir(&w.dir)?;
-        self.queue(w, row, &id, &processing)
+        crate::failpoint::hit("watch.claim.synced");
+        self.queue(w, row, &id, &processing)?;
+        crate::failpoint::hit("watch.claim.queued");
+        Ok(())
     }
 
-    /// Step 3 of a claim: the job, and the row marked QUEUED, in one transaction.
+    /// Step 3 of a claim: the job, and the row marked QUEUED, in one
+    /// transaction; or, for content taken before, the row marked DUPLICATE and
+    /// the file moved to `duplicates/` (per `w.duplicates`).
     fn queue(&self, w: &Watch, row: i64, id: &str, processing: &Path) -> anyhow::Result<()> {
+        let sha = crate::split::zipwrite::hash_file(processing)?;
         let out_dir = match &w.output_dir {
             Some(d) => d.clone(),
             None => self.config.data_dir.join("parts").join(id),
@@ -239,21 +280,60 @@ impl Watcher {
             out_dir: out_dir.to_string_lossy().into_owned(),
             idempotency: None,
         };
-        let watch = w.name.clone();
-        self.store.write(move |tx| {
+        let (watch, skip, sha2) = (w.name.clone(), w.duplicates == Duplicates::Skip, sha.clone());
+        let outcome = self.store.write(move |tx| {
+            // Checked in the transaction that records this file's hash, so two
+            // copies claimed back to back cannot both pass.
+            let earlier: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT f.job_id, f.name FROM watch_files f JOIN jobs j ON j.id = f.job_id
+                     WHERE f.watch = ?1 AND f.sha256 = ?2 AND f.id != ?3 AND j.status NOT IN ('FAILED', 'CANCELLED')
+                     ORDER BY f.id LIMIT 1",
+                    params![watch, sha2, row],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let (true, Some((job_id, name))) = (skip, &earlier) {
+                tx.execute(
+                    "UPDATE watch_files SET state = 'DONE', sha256 = ?2, outcome = 'DUPLICATE', finished = ?3 WHERE id = ?1",
+                    params![row, sha2, jobs::now()],
+                )?;
+                jobs::event(
+                    tx,
+                    Some(job_id),
+                    "watch.duplicate",
+                    json!({"watch": watch, "source": job.sources[0], "sha256": sha2, "skipped": true}),
+                )?;
+                return Ok(Queued::Duplicate {
+                    job_id: job_id.clone(),
+                    name: name.clone(),
+                });
+            }
             jobs::create(tx, &job)?.map_err(|_| r2d2_sqlite::rusqlite::Error::InvalidQuery)?;
             tx.execute(
-                "UPDATE watch_files SET state = 'QUEUED', job_id = ?2 WHERE id = ?1",
-                params![row, job.id],
+                "UPDATE watch_files SET state = 'QUEUED', job_id = ?2, sha256 = ?3 WHERE id = ?1",
+                params![row, job.id, sha2],
             )?;
             jobs::event(
                 tx,
                 Some(&job.id),
                 "watch.claimed",
-                json!({"watch": watch, "source": job.sources[0]}),
-            )
+                json!({"watch": watch, "source": job.sources[0], "sha256": sha2, "same_content_as": earlier.map(|(j, _)| j)}),
+            )?;
+            Ok(Queued::Job)
         })?;
-        tracing::info!(watch = %w.name, job = id, "queued {}", processing.display());
+        match outcome {
+            Queued::Job => tracing::info!(watch = %w.name, job = id, "queued {}", processing.display()),
+            Queued::Duplicate { job_id, name } => {
+                let file = processing.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                let dst = move_unique(processing, &dirs(w)[3].join(&file))?;
+                let report = json!({"sha256": sha, "duplicate_of": {"job_id": job_id, "name": name},
+                    "hint": "the same content was taken before; set duplicates = \"ingest\" on this watch to ingest it again"});
+                write_report(&dst, ".duplicate.json", &report)?;
+                let _ = fs::remove_dir(processing.parent().expect("has a parent"));
+                tracing::warn!(watch = %w.name, "{file} has the same content as {name} (job {job_id}); moved to {}", dst.display());
+            }
+        }
         Ok(())
     }
 
@@ -283,6 +363,20 @@ impl Watcher {
                     .write(move |tx| tx.execute("DELETE FROM watch_files WHERE id = ?1", [row]).map(|_| ()))?;
             }
         }
+        // A duplicate recorded but not yet moved out of processing/.
+        let dups: Vec<(String, String)> = self.store.read(|c| {
+            let mut st = c.prepare("SELECT watch, processing_path FROM watch_files WHERE outcome = 'DUPLICATE'")?;
+            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect();
+            v
+        })?;
+        for (watch, processing) in dups {
+            let processing = PathBuf::from(processing);
+            if let (Some(w), true) = (self.watches.iter().find(|w| w.name == watch), processing.exists()) {
+                let file = processing.file_name().unwrap_or_default().to_owned();
+                move_unique(&processing, &dirs(w)[3].join(file))?;
+                let _ = fs::remove_dir(processing.parent().expect("has a parent"));
+            }
+        }
         Ok(())
     }
 
@@ -303,8 +397,10 @@ impl Watcher {
                 continue;
             };
             let processing = PathBuf::from(processing);
-            let [_, done, failed] = dirs(w);
-            if status == "COMPLETED" {
+            let [_, done, failed, _] = dirs(w);
+            if !processing.exists() {
+                // Moved before a crash; only the row is left to update.
+            } else if status == "COMPLETED" {
                 match w.on_success {
                     OnSuccess::Move => {
                         move_unique(&processing, &done.join(&name))?;
@@ -316,12 +412,10 @@ impl Watcher {
                 }
             } else {
                 let dst = move_unique(&processing, &failed.join(&name))?;
-                let mut report = dst.into_os_string();
-                report.push(".error.json");
                 let body = json!({"status": status, "error": error.and_then(|e| serde_json::from_str::<serde_json::Value>(&e).ok())});
-                fs::write(&report, serde_json::to_string_pretty(&body)?)
-                    .with_context(|| format!("writing {}", Path::new(&report).display()))?;
+                write_report(&dst, ".error.json", &body)?;
             }
+            crate::failpoint::hit("watch.finalize.moved");
             if w.on_success != OnSuccess::Keep || status != "COMPLETED" {
                 let _ = fs::remove_dir(processing.parent().expect("has a parent"));
             }
@@ -335,6 +429,13 @@ impl Watcher {
         }
         Ok(())
     }
+}
+
+/// Writes `report` as pretty JSON beside `file`, named `file` + `suffix`.
+fn write_report(file: &Path, suffix: &str, report: &serde_json::Value) -> anyhow::Result<()> {
+    let mut path = file.as_os_str().to_owned();
+    path.push(suffix);
+    fs::write(&path, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", Path::new(&path).display()))
 }
 
 /// Renames `from` to `to`, or to `to` with a `-N` suffix when that name is taken.

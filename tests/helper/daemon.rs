@@ -251,6 +251,11 @@ impl DaemonProcess {
 
     /// Starts with `--config FILE` as well (the data dir still comes from the flag).
     pub fn start_with(data_dir: &Path, config: Option<&Path>) -> DaemonProcess {
+        DaemonProcess::start_env(data_dir, config, &[])
+    }
+
+    /// Starts with extra environment variables (e.g. `BATCHD_FAILPOINT`).
+    pub fn start_env(data_dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> DaemonProcess {
         let _ = std::fs::remove_file(data_dir.join("daemon.json"));
         let mut cmd = Command::new(BIN);
         if let Some(c) = config {
@@ -263,6 +268,7 @@ impl DaemonProcess {
         }
         let child = cmd
             .arg(data_dir)
+            .envs(env.iter().copied())
             .env("BATCHD_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -279,6 +285,11 @@ impl DaemonProcess {
             addr,
             token,
         }
+    }
+
+    /// Waits for the process to end on its own (a failpoint); true if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        wait_for(|| matches!(self.child.try_wait(), Ok(Some(_))), timeout)
     }
 
     pub fn kill(mut self) {

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use batchd::config::{OnSuccess, Watch};
+use batchd::config::{Duplicates, OnSuccess, Watch};
 use serde_json::Value;
 
 use crate::helper::daemon::{Api, Daemon, DaemonProcess};
@@ -19,8 +19,10 @@ fn watch(dir: &Path, settle: f64) -> Watch {
         dir: dir.to_owned(),
         pattern: "*.{zip,tar,tar.gz,tgz}".into(),
         settle_seconds: settle,
+        marker: false,
         output_dir: None,
         on_success: OnSuccess::Move,
+        duplicates: Duplicates::Skip,
         batch_size: Some(2),
         file_column: None,
     }
@@ -152,8 +154,8 @@ fn files_dropped_while_the_daemon_is_down_are_taken_at_start() {
     std::fs::copy(small_zip(&env, "one.zip", 3), dir.join("one.zip")).unwrap();
     assert!(wait_for(|| ended(&d, 1), Duration::from_secs(20)));
     assert_eq!(d.terminate().0, Some(0));
-    for name in ["two.zip", "three.zip", "four.zip"] {
-        std::fs::copy(small_zip(&env, name, 2), dir.join(name)).unwrap();
+    for (name, rows) in [("two.zip", 4), ("three.zip", 5), ("four.zip", 6)] {
+        std::fs::copy(small_zip(&env, name, rows), dir.join(name)).unwrap();
     }
     let d = DaemonProcess::start_with(&data, Some(&config));
     assert!(wait_for(|| ended(&d, 4), Duration::from_secs(20)), "{:?}", jobs(&d));
@@ -172,7 +174,13 @@ fn files_dropped_while_the_daemon_is_down_are_taken_at_start() {
 fn many_files_dropped_at_once_make_one_job_each() {
     let env = Env::new();
     let dir = env.path("inbox");
-    let d = Daemon::with(|c| c.watch = vec![watch(&dir, 0.5)]);
+    // One archive copied 2,000 times: the same content, so ingested again on purpose.
+    let d = Daemon::with(|c| {
+        c.watch = vec![Watch {
+            duplicates: Duplicates::Ingest,
+            ..watch(&dir, 0.5)
+        }]
+    });
     let src = small_zip(&env, "tiny.zip", 2);
     let stage = env.path("stage");
     std::fs::create_dir(&stage).unwrap();
@@ -260,4 +268,172 @@ fn a_failed_job_removes_only_its_own_parts_from_a_shared_output_dir() {
         vec!["good-part1.zip", "good-part2.zip"],
         "the good job's parts stay; the bad job's are gone"
     );
+}
+
+/// The same name dropped again with other content is a new job, also when the
+/// new file reuses the inode the first one freed (on_success = delete).
+#[test]
+fn same_name_again_with_other_content_and_a_reused_inode() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let dir = env.path("inbox");
+    let d = Daemon::with(|c| {
+        c.watch = vec![Watch {
+            on_success: OnSuccess::Delete,
+            ..watch(&dir, 0.3)
+        }]
+    });
+    let mut inodes = Vec::new();
+    for (round, rows) in [(1, 3), (2, 4), (3, 5)] {
+        let staged = small_zip(&env, &format!("r{round}.zip"), rows);
+        // Written in the inbox's filesystem under a temp name, then renamed.
+        std::fs::copy(&staged, dir.join(".a.zip.tmp")).unwrap();
+        inodes.push(std::fs::metadata(dir.join(".a.zip.tmp")).unwrap().ino());
+        std::fs::rename(dir.join(".a.zip.tmp"), dir.join("a.zip")).unwrap();
+        assert!(wait_for(|| ended(&d, round), Duration::from_secs(20)), "{:?}", jobs(&d));
+        assert!(wait_for(|| inbox(&dir).is_empty(), Duration::from_secs(5)));
+        assert_eq!(jobs(&d)[0]["progress"]["processed"], rows, "round {round} saw its own content");
+    }
+    eprintln!("inodes of the three a.zip: {inodes:?}");
+    assert!(jobs(&d).iter().all(|j| j["status"] == "COMPLETED"));
+}
+
+/// One inode, two contents: a file rewritten in place while it settles is taken
+/// with its final content. And a file that comes back with the very inode it was
+/// claimed with (moved back from done/) is judged by content, not inode.
+#[test]
+fn the_same_inode_is_not_the_same_file() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let dir = env.path("inbox");
+    let d = Daemon::with(|c| c.watch = vec![watch(&dir, 1.0)]);
+    std::fs::copy(small_zip(&env, "three.zip", 3), dir.join("a.zip")).unwrap();
+    let inode = std::fs::metadata(dir.join("a.zip")).unwrap().ino();
+    std::thread::sleep(Duration::from_millis(500));
+    // Truncate and rewrite in place: same inode, other content (6 rows).
+    std::fs::write(dir.join("a.zip"), std::fs::read(small_zip(&env, "six.zip", 6)).unwrap()).unwrap();
+    assert_eq!(std::fs::metadata(dir.join("a.zip")).unwrap().ino(), inode);
+    assert!(wait_for(|| ended(&d, 1), Duration::from_secs(20)));
+    assert_eq!(jobs(&d)[0]["progress"]["processed"], 6, "the final content");
+    // Back from done/ with its original inode: the same content, so a duplicate.
+    assert!(wait_for(|| listing(&dir.join(".batchd/done")) == ["a.zip"], Duration::from_secs(5)));
+    std::fs::rename(dir.join(".batchd/done/a.zip"), dir.join("a.zip")).unwrap();
+    assert_eq!(std::fs::metadata(dir.join("a.zip")).unwrap().ino(), inode);
+    assert!(wait_for(
+        || listing(&dir.join(".batchd/duplicates")).len() == 2,
+        Duration::from_secs(10)
+    ));
+    assert_eq!(jobs(&d).len(), 1);
+}
+
+/// The same content under two names: the second is a duplicate (moved aside
+/// with a report naming the first job), or a second job with duplicates = ingest.
+#[test]
+fn same_content_under_two_names() {
+    let env = Env::new();
+    let src = small_zip(&env, "x.zip", 3);
+    for (policy, want_jobs) in [(Duplicates::Skip, 1), (Duplicates::Ingest, 2)] {
+        let dir = env.path(&format!("inbox-{policy:?}"));
+        let d = Daemon::with(|c| {
+            c.watch = vec![Watch {
+                duplicates: policy,
+                ..watch(&dir, 0.3)
+            }]
+        });
+        std::fs::copy(&src, dir.join("x.zip")).unwrap();
+        assert!(wait_for(|| ended(&d, 1), Duration::from_secs(20)));
+        let first = jobs(&d)[0]["id"].as_str().unwrap().to_owned();
+        std::fs::copy(&src, dir.join("y.zip")).unwrap();
+        assert!(wait_for(|| inbox(&dir).is_empty(), Duration::from_secs(10)));
+        assert!(
+            wait_for(|| ended(&d, want_jobs), Duration::from_secs(20)),
+            "{policy:?}: {:?}",
+            jobs(&d)
+        );
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(jobs(&d).len(), want_jobs, "{policy:?}");
+        let dups = listing(&dir.join(".batchd/duplicates"));
+        if policy == Duplicates::Skip {
+            assert_eq!(dups, ["y.zip", "y.zip.duplicate.json"]);
+            let report: Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join(".batchd/duplicates/y.zip.duplicate.json")).unwrap()).unwrap();
+            assert_eq!(report["duplicate_of"]["job_id"], first.as_str());
+            assert_eq!(report["duplicate_of"]["name"], "x.zip");
+            assert_eq!(
+                std::fs::read(dir.join(".batchd/duplicates/y.zip")).unwrap(),
+                std::fs::read(&src).unwrap()
+            );
+        } else {
+            assert!(dups.is_empty(), "{dups:?}");
+            assert!(wait_for(|| listing(&dir.join(".batchd/done")).len() == 2, Duration::from_secs(5)));
+        }
+    }
+}
+
+/// The daemon dies (abort: no cleanup, like SIGKILL) between each step of a
+/// claim and of the hand-back; after a restart the file is in exactly one job,
+/// which completes, and ends up in done/ exactly once.
+#[cfg(feature = "failpoints")]
+#[test]
+fn killed_between_each_claim_step() {
+    for point in [
+        "watch.claim.recorded",
+        "watch.claim.renamed",
+        "watch.claim.synced",
+        "watch.claim.queued",
+        "watch.finalize.moved",
+    ] {
+        let env = Env::new();
+        let data = env.path("data");
+        let dir = env.path("inbox");
+        let config = env.path("batchd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[watch]]\nname = \"in\"\ndir = {:?}\nsettle_seconds = 0.2\n",
+                dir.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let mut d = DaemonProcess::start_env(&data, Some(&config), &[("BATCHD_FAILPOINT", point)]);
+        std::fs::copy(small_zip(&env, "a.zip", 3), dir.join("a.zip")).unwrap();
+        assert!(d.wait_exit(Duration::from_secs(30)), "{point}: the failpoint was not reached");
+        drop(d);
+        let d = DaemonProcess::start_with(&data, Some(&config));
+        assert!(wait_for(|| ended(&d, 1), Duration::from_secs(20)), "{point}: {:?}", jobs(&d));
+        assert!(
+            wait_for(|| listing(&dir.join(".batchd/done")) == ["a.zip"], Duration::from_secs(10)),
+            "{point}: done/ {:?}",
+            listing(&dir.join(".batchd/done"))
+        );
+        std::thread::sleep(Duration::from_millis(700));
+        let all = jobs(&d);
+        assert_eq!(all.len(), 1, "{point}: {all:?}");
+        assert_eq!(all[0]["status"], "COMPLETED", "{point}");
+        assert!(inbox(&dir).is_empty(), "{point}: {:?}", inbox(&dir));
+        assert!(listing(&dir.join(".batchd/processing")).is_empty(), "{point}");
+        assert!(listing(&dir.join(".batchd/failed")).is_empty(), "{point}");
+        let parts = d.get(&format!("/v1/jobs/{}/parts", all[0]["id"].as_str().unwrap())).json;
+        assert_eq!(parts["parts"].as_array().unwrap().len(), 1, "{point}: 3 rows, one part");
+    }
+}
+
+/// Marker mode: a file is taken when NAME.done appears, however long the
+/// settle time, and not before; the marker is removed.
+#[test]
+fn marker_files_say_when_a_file_is_ready() {
+    let env = Env::new();
+    let dir = env.path("inbox");
+    let d = Daemon::with(|c| {
+        c.watch = vec![Watch {
+            marker: true,
+            ..watch(&dir, 3600.0)
+        }]
+    });
+    std::fs::copy(small_zip(&env, "a.zip", 3), dir.join("a.zip")).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(jobs(&d).is_empty(), "taken without its marker");
+    std::fs::write(dir.join("a.zip.done"), b"").unwrap();
+    assert!(wait_for(|| ended(&d, 1), Duration::from_secs(10)), "{:?}", jobs(&d));
+    assert!(wait_for(|| inbox(&dir).is_empty(), Duration::from_secs(5)), "{:?}", inbox(&dir));
 }
