@@ -128,7 +128,8 @@ pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool
     let scheduler = Scheduler::new(store.clone(), Arc::clone(&config), clock.clone())?;
     let watch_stop = Arc::new(AtomicBool::new(false));
     let trigger_threads = {
-        let (stop, stop2) = (Arc::clone(&watch_stop), Arc::clone(&watch_stop));
+        let (stop, stop2, stop3) = (Arc::clone(&watch_stop), Arc::clone(&watch_stop), Arc::clone(&watch_stop));
+        let runner = crate::campaign::Runner::new(store.clone(), Arc::clone(&config));
         [
             std::thread::Builder::new()
                 .name("batchd-watch".into())
@@ -136,6 +137,9 @@ pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool
             std::thread::Builder::new()
                 .name("batchd-schedule".into())
                 .spawn(move || scheduler.run(&stop2))?,
+            std::thread::Builder::new()
+                .name("batchd-campaign".into())
+                .spawn(move || runner.run(&stop3))?,
         ]
     };
     let addr = listener.local_addr()?;

@@ -86,11 +86,42 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// Settings for the child jobs of a campaign; unset ones come from `[defaults]`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ChildSettings {
+    batch_size: Option<usize>,
+    compression: Option<crate::split::Compression>,
+    on_missing_file: Option<crate::split::OnMissing>,
+    manifest: Option<String>,
+    file_column: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CampaignBody {
+    parent: String,
+    batch_size: i64,
+    campaign_id: Option<String>,
+    total_children: Option<i64>,
+    pattern: Option<String>,
+    max_failed_children: Option<i64>,
+    #[serde(default)]
+    settings: ChildSettings,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     #[serde(default)]
     sources: Vec<String>,
+    /// kind "parent": the parent collection and the batch.
+    parent: Option<String>,
+    start_position: Option<i64>,
+    campaign_id: Option<String>,
+    campaign_total_children: Option<i64>,
+    pattern: Option<String>,
+    settings: Option<ChildSettings>,
     #[serde(default = "yes")]
     submit: bool,
     #[serde(default)]
@@ -288,6 +319,11 @@ impl Api {
             }
             (Method::Get, ["v1", "events"]) => self.events(&query),
             (Method::Get, ["v1", "schedules"]) => self.schedules(),
+            (Method::Post, ["v1", "campaigns"]) => self.create_campaign(body),
+            (Method::Get, ["v1", "campaigns"]) => self.campaigns(&query),
+            (Method::Get, ["v1", "campaigns", id]) => self.campaign(id),
+            (Method::Post, ["v1", "campaigns", id, "stop"]) => self.campaign_state(id, true),
+            (Method::Post, ["v1", "campaigns", id, "resume"]) => self.campaign_state(id, false),
             (Method::Get, ["v1", "schedules", name]) => self.schedule(name, &query),
             (Method::Post, ["v1", "schedules", name, "run"]) => self.run_schedule(name),
             (
@@ -299,7 +335,10 @@ impl Api {
                 | ["metrics"]
                 | ["v1", "schedules"]
                 | ["v1", "schedules", _]
-                | ["v1", "schedules", _, "run"],
+                | ["v1", "schedules", _, "run"]
+                | ["v1", "campaigns"]
+                | ["v1", "campaigns", _]
+                | ["v1", "campaigns", _, "stop" | "resume"],
             ) => Ok(fail(405, "METHOD_NOT_ALLOWED", format!("{method} is not allowed on {path}"))),
             _ => Ok(fail(404, "NOT_FOUND", format!("no such endpoint: {path}"))),
         };
@@ -364,10 +403,16 @@ impl Api {
         let limit = param::<i64>(q, "limit", "limit must be a number")?.unwrap_or(50).clamp(1, 500);
         let after = param::<i64>(q, "after", "after must be the `next` value of a previous page")?;
         let stall = self.config.engine.stall_seconds;
-        let (list, next) = self
-            .store
-            .read(|c| jobs::list(c, status.as_deref(), limit, after, stall))
-            .map_err(internal)?;
+        let kind = q.get("kind").cloned();
+        if kind.as_deref().is_some_and(|k| k != "ingest" && k != "parent") {
+            return Err(fail(400, "BAD_REQUEST", "kind is \"ingest\" or \"parent\""));
+        }
+        let filter = jobs::Filter {
+            status: status.as_deref(),
+            campaign_id: q.get("campaign_id").map(|s| s.as_str()),
+            kind: kind.as_deref(),
+        };
+        let (list, next) = self.store.read(|c| jobs::list(c, &filter, limit, after, stall)).map_err(internal)?;
         Ok(reply(200, json!({"jobs": list, "next": next})))
     }
 
@@ -426,14 +471,18 @@ impl Api {
     fn create(&self, req: &Request, body: &[u8]) -> Result<Reply, Reply> {
         let parsed: Value = Self::json(body)?;
         let b: CreateBody = serde_json::from_value(parsed.clone()).map_err(|e| fail(400, "BAD_REQUEST", e.to_string()))?;
-        if let Some(k) = &b.kind {
-            if k != "ingest" {
-                return Err(fail(
-                    400,
-                    "BAD_REQUEST",
-                    format!("kind {k:?} is not supported yet (only \"ingest\")"),
-                ));
+        match b.kind.as_deref() {
+            None | Some("ingest") => {
+                if b.parent.is_some() || b.start_position.is_some() || b.campaign_id.is_some() || b.settings.is_some() {
+                    return Err(fail(
+                        400,
+                        "BAD_REQUEST",
+                        "parent, start_position, campaign_id and settings belong to \"kind\": \"parent\"",
+                    ));
+                }
             }
+            Some("parent") => return self.create_parent(b),
+            Some(k) => return Err(fail(400, "BAD_REQUEST", format!("kind {k:?} is not one of \"ingest\", \"parent\""))),
         }
         if b.sources.is_empty() && b.submit {
             return Err(fail(
@@ -485,6 +534,139 @@ impl Api {
             r.headers.push(("Idempotent-Replayed", "true".into()));
         }
         Ok(r)
+    }
+
+    fn child_settings(&self, s: ChildSettings) -> Result<Settings, Reply> {
+        let d = &self.config.defaults;
+        let settings = Settings {
+            batch_size: s.batch_size.unwrap_or(d.batch_size),
+            compression: s.compression.unwrap_or(d.compression),
+            on_missing_file: s.on_missing_file.unwrap_or(d.on_missing_file),
+            manifest: s.manifest.unwrap_or_else(|| d.manifest.clone()),
+            file_column: s.file_column.or_else(|| d.file_column.clone()),
+        };
+        if settings.batch_size == 0 {
+            return Err(fail(400, "BAD_REQUEST", "settings.batch_size must be at least 1"));
+        }
+        Ok(settings)
+    }
+
+    /// Checks the parts of a batch every campaign request shares.
+    fn batch(&self, parent: &str, batch_size: i64, total: Option<i64>, campaign_id: Option<String>) -> Result<(String, String), Reply> {
+        if batch_size < 1 {
+            return Err(fail(400, "BAD_REQUEST", "batch_size (children per batch) must be at least 1"));
+        }
+        if total.is_some_and(|t| t < 1) {
+            return Err(fail(400, "BAD_REQUEST", "total_children must be at least 1"));
+        }
+        let parent = self.check_source(parent)?;
+        if !Path::new(&parent).is_dir() {
+            return Err(fail(400, "BAD_REQUEST", format!("parent {parent} is not a directory")));
+        }
+        let id = campaign_id.unwrap_or_else(crate::campaign::new_id);
+        if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(fail(400, "BAD_REQUEST", "campaign_id: 1 to 128 letters, digits, '-', '_' or '.'"));
+        }
+        Ok((parent, id))
+    }
+
+    /// `POST /v1/jobs` with `"kind": "parent"`: one batch for an outside runner.
+    fn create_parent(&self, b: CreateBody) -> Result<Reply, Reply> {
+        let parent = b
+            .parent
+            .ok_or_else(|| fail(400, "BAD_REQUEST", "a parent job needs \"parent\": the collection directory"))?;
+        if !b.sources.is_empty() {
+            return Err(fail(400, "BAD_REQUEST", "a parent job takes \"parent\", not \"sources\""));
+        }
+        let start = b.start_position.unwrap_or(1);
+        if start < 1 {
+            return Err(fail(400, "BAD_REQUEST", "start_position is 1-based"));
+        }
+        let batch_size = b.batch_size.map_or(40, |n| n as i64);
+        let (parent, campaign_id) = self.batch(&parent, batch_size, b.campaign_total_children, b.campaign_id)?;
+        let batch = crate::campaign::NewBatch {
+            campaign_id,
+            parent,
+            pattern: b.pattern.unwrap_or_else(|| "*".into()),
+            start_position: start,
+            batch_size,
+            total_children: b.campaign_total_children,
+            max_failed: None,
+            settings: self.child_settings(b.settings.unwrap_or_default())?,
+            managed: false,
+            trigger: "api".into(),
+        };
+        let id = self
+            .store
+            .write(move |tx| crate::campaign::queue_batch(tx, &batch))
+            .map_err(internal)?
+            .map_err(reject)?;
+        let view = self.view(&id).map_err(internal)?.unwrap_or(Value::Null);
+        let mut r = reply(201, view);
+        r.headers.push(("Location", format!("/v1/jobs/{id}")));
+        Ok(r)
+    }
+
+    fn create_campaign(&self, body: &[u8]) -> Result<Reply, Reply> {
+        let b: CampaignBody = Self::json(body)?;
+        let (parent, id) = self.batch(&b.parent, b.batch_size, b.total_children, b.campaign_id)?;
+        if b.max_failed_children.is_some_and(|m| m < 0) {
+            return Err(fail(400, "BAD_REQUEST", "max_failed_children must be 0 or more"));
+        }
+        let batch = crate::campaign::NewBatch {
+            campaign_id: id.clone(),
+            parent,
+            pattern: b.pattern.unwrap_or_else(|| "*".into()),
+            start_position: 1,
+            batch_size: b.batch_size,
+            total_children: b.total_children,
+            max_failed: b.max_failed_children,
+            settings: self.child_settings(b.settings)?,
+            managed: true,
+            trigger: "campaign".into(),
+        };
+        let id2 = id.clone();
+        self.store
+            .write(move |tx| {
+                let exists: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = ?1)", [&id2], |r| r.get(0))?;
+                if exists {
+                    return Ok(Err(Reject::Conflict(format!(
+                        "campaign {id2} exists; POST /v1/campaigns/{id2}/resume continues it"
+                    ))));
+                }
+                crate::campaign::queue_batch(tx, &batch)
+            })
+            .map_err(internal)?
+            .map_err(reject)?;
+        let mut r = self.campaign(&id)?;
+        r.status = 201;
+        r.headers.push(("Location", format!("/v1/campaigns/{id}")));
+        Ok(r)
+    }
+
+    fn campaign(&self, id: &str) -> Result<Reply, Reply> {
+        match self.store.read(|c| crate::campaign::view(c, id)).map_err(internal)? {
+            Some(v) => Ok(reply(200, v)),
+            None => Ok(fail(404, "NOT_FOUND", format!("no campaign {id:?}"))),
+        }
+    }
+
+    fn campaigns(&self, q: &BTreeMap<String, String>) -> Result<Reply, Reply> {
+        let limit = param::<i64>(q, "limit", "limit must be a number")?.unwrap_or(50).clamp(1, 500);
+        let list = self.store.read(|c| crate::campaign::list(c, limit)).map_err(internal)?;
+        Ok(reply(200, json!({"campaigns": list})))
+    }
+
+    fn campaign_state(&self, id: &str, stop: bool) -> Result<Reply, Reply> {
+        let id2 = id.to_owned();
+        self.store
+            .write(move |tx| crate::campaign::set_running(tx, &id2, stop))
+            .map_err(internal)?
+            .map_err(|r| match r {
+                Reject::NotFound => fail(404, "NOT_FOUND", format!("no campaign {id:?}")),
+                other => reject(other),
+            })?;
+        self.campaign(id)
     }
 
     fn add_sources(&self, id: &str, body: &[u8]) -> Result<Reply, Reply> {

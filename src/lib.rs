@@ -6,6 +6,7 @@
 //!   directories), the manifest, the planner and the part writer.
 //! - [`store`]: the SQLite state (schema, writer thread, read pool, queries).
 //! - [`engine`]: workers that claim and run PLAN/PACK/FINISH tasks.
+//! - [`campaign`]: parent jobs and the sequential, resumable campaign runner.
 //! - [`http`]: the JSON API; [`daemon`] ties store, engine and API together.
 //! - [`triggers`]: watched inboxes and cron schedules that turn files into jobs.
 //! - [`failpoint`]: crash points for tests (`--features failpoints`).
@@ -13,6 +14,7 @@
 //! - [`cli`]: the command line, one file per subcommand.
 //! - [`error`]: the error type with stable codes shared by every interface.
 
+pub mod campaign;
 pub mod cli;
 pub mod config;
 pub mod daemon;

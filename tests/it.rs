@@ -32,3 +32,6 @@ mod store;
 
 #[path = "it/schedule.rs"]
 mod schedule;
+
+#[path = "it/campaign.rs"]
+mod campaign;

@@ -38,6 +38,8 @@ pub enum Command {
     Follow(client::JobArgs),
     /// List cron schedules with their next and last fire, or run one now (--run NAME).
     Schedules(client::SchedulesArgs),
+    /// Sequential, resumable campaigns over a parent collection: start, status, stop, resume, list.
+    Campaign(client::CampaignArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -51,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cancel(args) => client::cancel(args),
         Command::Follow(args) => client::follow(args),
         Command::Schedules(args) => client::schedules(args),
+        Command::Campaign(args) => client::campaign(args),
     }
 }
 

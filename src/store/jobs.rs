@@ -689,7 +689,20 @@ pub fn view(conn: &Connection, job_id: &str, stall_seconds: u64) -> rusqlite::Re
         "healthy"
     };
     let error_count = skipped + retrying + i64::from(status == "FAILED");
-    let message = status_message(&status, processed, total, fraction, rate, eta, &j, estimated);
+    let mut message = status_message(&status, processed, total, fraction, rate, eta, &j, estimated);
+    if j["kind"] == "parent" && status == "COMPLETED" {
+        // A parent job's "rows" are the children of its batch.
+        let skipped = j["skipped"].as_i64().unwrap_or(0);
+        message = format!(
+            "Batch from position {}: {} child jobs queued, {} skipped (already ingested); next_start_position {}",
+            j["start_position"],
+            processed - skipped,
+            skipped,
+            j["next_start_position"]
+                .as_i64()
+                .map_or("none (collection exhausted)".into(), |n| n.to_string())
+        );
+    }
     let sources = j["sources"].clone();
 
     Ok(Some(json!({
@@ -772,19 +785,24 @@ pub fn human_duration(secs: f64) -> String {
     }
 }
 
+/// Which jobs a list shows; `None` is no filter.
+#[derive(Default)]
+pub struct Filter<'a> {
+    pub status: Option<&'a str>,
+    pub campaign_id: Option<&'a str>,
+    pub kind: Option<&'a str>,
+}
+
 /// Jobs, newest first, after the cursor `after` (a seq), with their sources.
-pub fn list(
-    conn: &Connection,
-    status: Option<&str>,
-    limit: i64,
-    after: Option<i64>,
-    stall: u64,
-) -> rusqlite::Result<(Vec<Value>, Option<i64>)> {
+pub fn list(conn: &Connection, f: &Filter, limit: i64, after: Option<i64>, stall: u64) -> rusqlite::Result<(Vec<Value>, Option<i64>)> {
     let mut st = conn.prepare_cached(
-        "SELECT id, seq FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR seq < ?2) ORDER BY seq DESC LIMIT ?3",
+        "SELECT id, seq FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR seq < ?2) AND (?4 IS NULL OR campaign_id = ?4)
+         AND (?5 IS NULL OR kind = ?5) ORDER BY seq DESC LIMIT ?3",
     )?;
     let ids: Vec<(String, i64)> = st
-        .query_map(params![status, after, limit + 1], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![f.status, after, limit + 1, f.campaign_id, f.kind], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let more = ids.len() as i64 > limit;
     let mut jobs = Vec::new();

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/002_watch.sql"),
     include_str!("../../migrations/003_schedule.sql"),
     include_str!("../../migrations/004_watch_hash.sql"),
+    include_str!("../../migrations/005_campaign.sql"),
 ];
 
 pub type Tx<'a> = rusqlite::Transaction<'a>;

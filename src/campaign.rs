@@ -1,0 +1,581 @@
+//! Campaigns: a big backlog ingested as strictly sequential, resumable batches.
+//!
+//! A campaign runs over one parent collection, a directory whose children are
+//! the entries matching a pattern, sorted by name bytes so positions are stable.
+//! Each batch is a `parent` job covering `[start_position, start_position +
+//! batch_size)`: the runner lists the children and, in one transaction, queues
+//! one `ingest` child job per child, records each position (queued or skipped),
+//! completes the parent job and sets its `next_start_position`. A child whose
+//! identity (path, size, mtime) is already ingested, or being ingested, by any
+//! campaign is skipped, so no child is ingested twice.
+//!
+//! The daemon's own runner (`POST /v1/campaigns`) queues the next batch only
+//! when the previous parent job and every child it queued are terminal; a
+//! partial unique index on (campaign, start position) makes a second copy of a
+//! batch impossible even across crashes. An outside runner drives the same
+//! pattern with `POST /v1/jobs {"kind": "parent", …}`. Everything is in SQLite,
+//! so after a restart the runner carries on from where the rows say.
+
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use r2d2_sqlite::rusqlite::{self, params, Connection, OptionalExtension};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::store::jobs::{self, NewJob, Reject, Settings};
+use crate::store::{Store, Tx};
+
+/// Children finished within this window set the campaign's rate.
+const RATE_WINDOW: f64 = 600.0;
+
+/// One batch to queue.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    pub campaign_id: String,
+    /// Canonical path of the parent collection.
+    pub parent: String,
+    pub pattern: String,
+    pub start_position: i64,
+    pub batch_size: i64,
+    pub total_children: Option<i64>,
+    pub max_failed: Option<i64>,
+    pub settings: Settings,
+    /// The daemon's runner queues the following batches.
+    pub managed: bool,
+    pub trigger: String,
+}
+
+/// Jobs of the campaign still queued or running (parents and children).
+fn live_jobs(c: &Connection, campaign_id: &str) -> rusqlite::Result<i64> {
+    c.query_row(
+        "SELECT COUNT(*) FROM jobs WHERE campaign_id = ?1 AND status IN ('DRAFT', 'QUEUED', 'PROCESSING')",
+        [campaign_id],
+        |r| r.get(0),
+    )
+}
+
+/// Creates the campaign (when new) and queues one parent job. Refuses a batch
+/// while another batch of the campaign is still running.
+pub fn queue_batch(tx: &Tx, b: &NewBatch) -> rusqlite::Result<Result<String, Reject>> {
+    let t = jobs::now();
+    let existing: Option<String> = tx
+        .query_row("SELECT parent FROM campaigns WHERE id = ?1", [&b.campaign_id], |r| r.get(0))
+        .optional()?;
+    match existing {
+        Some(p) if p != b.parent => {
+            return Ok(Err(Reject::Conflict(format!(
+                "campaign {} runs over {p}, not {}; use another campaign_id",
+                b.campaign_id, b.parent
+            ))))
+        }
+        Some(_) => {
+            tx.execute(
+                "UPDATE campaigns SET total_children = COALESCE(?2, total_children), modified = ?3,
+                 status = CASE WHEN status IN ('COMPLETED', 'STOPPED', 'FAILED') AND managed = 0 THEN 'RUNNING' ELSE status END
+                 WHERE id = ?1",
+                params![b.campaign_id, b.total_children, t],
+            )?;
+        }
+        None => {
+            tx.execute(
+                "INSERT INTO campaigns (id, parent, pattern, batch_size, total_children, max_failed, settings, managed, status, created, modified)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'RUNNING', ?9, ?9)",
+                params![
+                    b.campaign_id,
+                    b.parent,
+                    b.pattern,
+                    b.batch_size,
+                    b.total_children,
+                    b.max_failed,
+                    serde_json::to_string(&b.settings).expect("settings serialize"),
+                    b.managed,
+                    t
+                ],
+            )?;
+        }
+    }
+    if live_jobs(tx, &b.campaign_id)? > 0 {
+        return Ok(Err(Reject::Conflict(format!(
+            "a batch of campaign {} is still running; queue the next one when it and its child jobs have ended",
+            b.campaign_id
+        ))));
+    }
+    let taken: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE campaign_id = ?1 AND kind = 'parent' AND start_position = ?2 AND status != 'FAILED')",
+        params![b.campaign_id, b.start_position],
+        |r| r.get(0),
+    )?;
+    if taken {
+        return Ok(Err(Reject::Conflict(format!(
+            "campaign {} already has a batch at start_position {}",
+            b.campaign_id, b.start_position
+        ))));
+    }
+    let id = crate::engine::new_id();
+    let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs", [], |r| r.get(0))?;
+    tx.execute(
+        "INSERT INTO jobs (id, seq, kind, status, trigger, settings, out_dir, created, modified, campaign_id, start_position)
+         VALUES (?1, ?2, 'parent', 'QUEUED', ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
+        params![
+            id,
+            seq,
+            b.trigger,
+            serde_json::to_string(&b.settings).expect("settings serialize"),
+            b.parent,
+            t,
+            b.campaign_id,
+            b.start_position
+        ],
+    )?;
+    tx.execute("INSERT INTO sources (job_id, n, path) VALUES (?1, 1, ?2)", params![id, b.parent])?;
+    jobs::event(
+        tx,
+        Some(&id),
+        "campaign.batch",
+        json!({"campaign_id": b.campaign_id, "start_position": b.start_position, "batch_size": b.batch_size}),
+    )?;
+    Ok(Ok(id))
+}
+
+/// A child of the collection with the identity that says whether it was ingested.
+struct Child {
+    path: String,
+    size: i64,
+    mtime_ns: i64,
+}
+
+/// The children of `parent`: entries matching `pattern` (not dotfiles or temp
+/// names; regular files and directories), sorted by name bytes.
+fn children(parent: &str, pattern: &str) -> anyhow::Result<Vec<Child>> {
+    use anyhow::Context;
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(parent)
+        .with_context(|| format!("listing the parent collection {parent}"))?
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| {
+            let s = n.to_string_lossy();
+            !crate::triggers::watch::is_temp_name(&s) && crate::triggers::watch::glob_match(pattern, &s)
+        })
+        .collect();
+    names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        let path = std::path::Path::new(parent).join(&n);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if !(meta.is_file() || meta.is_dir()) {
+            continue;
+        }
+        out.push(Child {
+            path: path.to_string_lossy().into_owned(),
+            size: if meta.is_dir() { 0 } else { meta.len() as i64 },
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        });
+    }
+    Ok(out)
+}
+
+/// The campaign runner: expands queued parent jobs and, for campaigns the
+/// daemon drives, queues each next batch when the last one has ended.
+pub struct Runner {
+    store: Store,
+    config: Arc<Config>,
+}
+
+impl Runner {
+    pub fn new(store: Store, config: Arc<Config>) -> Runner {
+        Runner { store, config }
+    }
+
+    /// Ticks after every write by someone else (a job ending is a write) and
+    /// at least once a second; its own writes do not wake it again.
+    pub fn run(self, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            if let Err(e) = self.tick() {
+                tracing::error!("campaigns: {e:#}");
+            }
+            let seen = self.store.bell.generation();
+            self.store.bell.wait_since(seen, Duration::from_secs(1));
+        }
+    }
+
+    pub fn tick(&self) -> anyhow::Result<()> {
+        loop {
+            let queued: Vec<String> = self.store.read(|c| {
+                let mut st = c.prepare_cached("SELECT id FROM jobs WHERE kind = 'parent' AND status = 'QUEUED' ORDER BY seq")?;
+                let v = st.query_map([], |r| r.get(0))?.collect();
+                v
+            })?;
+            for id in queued {
+                self.expand(&id)?;
+            }
+            // Campaigns whose current batch has ended (nothing queued or running).
+            let idle: Vec<String> = self.store.read(|c| {
+                let mut st = c.prepare_cached(
+                    "SELECT c.id FROM campaigns c WHERE c.status IN ('RUNNING', 'STOPPING')
+                     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.campaign_id = c.id AND j.status IN ('DRAFT', 'QUEUED', 'PROCESSING'))",
+                )?;
+                let v = st.query_map([], |r| r.get(0))?.collect();
+                v
+            })?;
+            let mut queued_any = false;
+            for id in idle {
+                queued_any |= self.advance(&id)?;
+            }
+            if !queued_any {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Lists one parent job's children and queues them, in one transaction.
+    fn expand(&self, parent_job: &str) -> anyhow::Result<()> {
+        let found: Option<(String, String, i64, i64, Option<i64>, String)> = self.store.read(|c| {
+            c.query_row(
+                "SELECT c.id, c.parent, j.start_position, c.batch_size, c.total_children, c.pattern
+                 FROM jobs j JOIN campaigns c ON c.id = j.campaign_id WHERE j.id = ?1 AND j.status = 'QUEUED'",
+                [parent_job],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .optional()
+        })?;
+        let Some((campaign, parent, start, batch_size, cap, pattern)) = found else {
+            return Ok(());
+        };
+        let listed = children(&parent, &pattern);
+        let d = self.config.data_dir.join("parts");
+        let job_id = parent_job.to_owned();
+        self.store.write(move |tx| {
+            let t = jobs::now();
+            let still_queued: bool = tx.query_row("SELECT status = 'QUEUED' FROM jobs WHERE id = ?1", [&job_id], |r| r.get(0))?;
+            if !still_queued {
+                return Ok(());
+            }
+            let all = match listed {
+                Ok(all) => all,
+                Err(e) => {
+                    let err = json!({"code": "PARENT_UNREADABLE", "message": format!("{e:#}"), "entry": parent, "line": null});
+                    tx.execute(
+                        "UPDATE jobs SET status = 'FAILED', error = ?2, started = ?3, finished = ?3, modified = ?3 WHERE id = ?1",
+                        params![job_id, err.to_string(), t],
+                    )?;
+                    tx.execute(
+                        "UPDATE campaigns SET status = 'FAILED', error = ?2, modified = ?3, finished = ?3 WHERE id = ?1",
+                        params![campaign, format!("{e:#}"), t],
+                    )?;
+                    return jobs::event(tx, Some(&job_id), "job.failed", json!({"error": err}));
+                }
+            };
+            let known = cap.map_or(all.len() as i64, |c| c.min(all.len() as i64));
+            let end = (start + batch_size).min(known + 1); // exclusive
+            let settings: String = tx.query_row("SELECT settings FROM campaigns WHERE id = ?1", [&campaign], |r| r.get(0))?;
+            let settings: Settings = serde_json::from_str(&settings).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            let (mut queued, mut skipped) = (0i64, 0i64);
+            for pos in start..end.max(start) {
+                let c = &all[(pos - 1) as usize];
+                // Ingested (or being ingested) before, by any campaign: skipped.
+                let earlier: Option<String> = tx
+                    .query_row(
+                        "SELECT cc.job_id FROM campaign_children cc JOIN jobs j ON j.id = cc.job_id
+                         WHERE cc.path = ?1 AND cc.size = ?2 AND cc.mtime_ns = ?3 AND j.status IN ('QUEUED', 'PROCESSING', 'COMPLETED')
+                         LIMIT 1",
+                        params![c.path, c.size, c.mtime_ns],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let child_id = if earlier.is_some() {
+                    skipped += 1;
+                    None
+                } else {
+                    let id = crate::engine::new_id();
+                    let job = NewJob {
+                        out_dir: d.join(&id).to_string_lossy().into_owned(),
+                        id,
+                        kind: "ingest".into(),
+                        sources: vec![c.path.clone()],
+                        settings: settings.clone(),
+                        trigger: "campaign".into(),
+                        submit: true,
+                        priority: 0,
+                        idempotency: None,
+                    };
+                    jobs::create(tx, &job)?.map_err(|_| rusqlite::Error::InvalidQuery)?;
+                    tx.execute(
+                        "UPDATE jobs SET campaign_id = ?2, parent_job_id = ?3 WHERE id = ?1",
+                        params![job.id, campaign, job_id],
+                    )?;
+                    queued += 1;
+                    Some(job.id)
+                };
+                tx.execute(
+                    "INSERT INTO campaign_children (campaign_id, parent_job_id, position, path, size, mtime_ns, job_id, skipped_for)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![campaign, job_id, pos, c.path, c.size, c.mtime_ns, child_id, earlier],
+                )?;
+            }
+            let next = (end <= known).then_some(end);
+            tx.execute(
+                "UPDATE jobs SET status = 'COMPLETED', started = ?2, finished = ?2, modified = ?2, total_rows = ?3, processed_rows = ?3,
+                 skipped_rows = ?4, next_start_position = ?5 WHERE id = ?1",
+                params![job_id, t, queued + skipped, skipped, next],
+            )?;
+            tx.execute(
+                "UPDATE campaigns SET known_children = ?2, modified = ?3 WHERE id = ?1",
+                params![campaign, known, t],
+            )?;
+            jobs::event(
+                tx,
+                Some(&job_id),
+                "campaign.expanded",
+                json!({"campaign_id": campaign, "start_position": start, "queued": queued, "skipped": skipped, "next_start_position": next}),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Moves a campaign on when its current batch has ended: the next batch,
+    /// STOPPED, COMPLETED or FAILED (too many failed children).
+    /// Returns true when it queued a batch.
+    fn advance(&self, campaign: &str) -> anyhow::Result<bool> {
+        let campaign = campaign.to_owned();
+        self.store.write(move |tx| {
+            let t = jobs::now();
+            if live_jobs(tx, &campaign)? > 0 {
+                return Ok(false);
+            }
+            let (status, managed, max_failed, parent, pattern, batch_size, total, settings): (String, bool, Option<i64>, String, String, i64, Option<i64>, String) =
+                tx.query_row(
+                    "SELECT status, managed, max_failed, parent, pattern, batch_size, total_children, settings FROM campaigns WHERE id = ?1",
+                    [&campaign],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
+                )?;
+            let failed: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM jobs WHERE campaign_id = ?1 AND kind = 'ingest' AND status IN ('FAILED', 'CANCELLED')",
+                [&campaign],
+                |r| r.get(0),
+            )?;
+            let set = |status: &str, error: Option<String>| -> rusqlite::Result<bool> {
+                tx.execute(
+                    "UPDATE campaigns SET status = ?2, error = ?3, modified = ?4,
+                     finished = CASE WHEN ?2 IN ('COMPLETED', 'FAILED', 'STOPPED') THEN ?4 ELSE NULL END WHERE id = ?1",
+                    params![campaign, status, error, t],
+                )?;
+                jobs::event(tx, None, "campaign.status", json!({"campaign_id": campaign, "status": status, "error": error}))?;
+                Ok(false)
+            };
+            if let Some(max) = max_failed.filter(|&m| failed > m) {
+                return set(
+                    "FAILED",
+                    Some(format!("{failed} child jobs failed, more than max_failed_children = {max}; fix them and resume")),
+                );
+            }
+            let last: Option<(Option<i64>, String, i64)> = tx
+                .query_row(
+                    "SELECT next_start_position, status, start_position FROM jobs WHERE campaign_id = ?1 AND kind = 'parent' ORDER BY seq DESC LIMIT 1",
+                    [&campaign],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let next = match &last {
+                None => Some(1),
+                // The batch itself failed (its collection was unreadable): a resumed campaign tries it again.
+                Some((_, s, start)) if s == "FAILED" || s == "CANCELLED" => Some(*start),
+                Some((next, _, _)) => *next,
+            };
+            let Some(next) = next else {
+                return set("COMPLETED", None);
+            };
+            if status == "STOPPING" {
+                return set("STOPPED", None);
+            }
+            if !managed {
+                return Ok(false);
+            }
+            let settings: Settings = serde_json::from_str(&settings).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            let batch = NewBatch {
+                campaign_id: campaign.clone(),
+                parent,
+                pattern,
+                start_position: next,
+                batch_size,
+                total_children: total,
+                max_failed,
+                settings,
+                managed,
+                trigger: "campaign".into(),
+            };
+            queue_batch(tx, &batch)?.map(|_| true).map_err(|_| rusqlite::Error::InvalidQuery)
+        })
+    }
+}
+
+/// Why a stop or resume was refused.
+pub fn set_running(tx: &Tx, id: &str, stop: bool) -> rusqlite::Result<Result<(), Reject>> {
+    let row: Option<(String, bool)> = tx
+        .query_row("SELECT status, managed FROM campaigns WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((status, managed)) = row else {
+        return Ok(Err(Reject::NotFound));
+    };
+    if !managed {
+        return Ok(Err(Reject::Conflict(
+            "this campaign is driven by an outside runner (POST /v1/jobs kind parent); stop that runner instead".into(),
+        )));
+    }
+    let to = match (stop, status.as_str()) {
+        (true, "RUNNING") => "STOPPING",
+        (true, "STOPPING" | "STOPPED") => return Ok(Ok(())),
+        (false, "STOPPING" | "STOPPED" | "FAILED") => "RUNNING",
+        (false, "RUNNING") => return Ok(Ok(())),
+        (_, s) => return Ok(Err(Reject::Conflict(format!("the campaign is {s}")))),
+    };
+    tx.execute(
+        "UPDATE campaigns SET status = ?2, error = NULL, finished = NULL, modified = ?3 WHERE id = ?1",
+        params![id, to, jobs::now()],
+    )?;
+    jobs::event(tx, None, "campaign.status", json!({"campaign_id": id, "status": to}))?;
+    Ok(Ok(()))
+}
+
+/// The campaign's aggregate view, computed from the rows.
+pub fn view(c: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
+    let row = c
+        .query_row(
+            "SELECT id, parent, pattern, batch_size, total_children, max_failed, managed, status, known_children, error, created, modified, finished, settings
+             FROM campaigns WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(json!({
+                    "campaign_id": r.get::<_, String>(0)?, "parent": r.get::<_, String>(1)?, "pattern": r.get::<_, String>(2)?,
+                    "batch_size": r.get::<_, i64>(3)?, "total_children": r.get::<_, Option<i64>>(4)?,
+                    "max_failed_children": r.get::<_, Option<i64>>(5)?, "managed": r.get::<_, bool>(6)?,
+                    "status": r.get::<_, String>(7)?, "known": r.get::<_, Option<i64>>(8)?, "error": r.get::<_, Option<String>>(9)?,
+                    "created": jobs::rfc3339(r.get(10)?), "modified": jobs::rfc3339(r.get(11)?),
+                    "finished": r.get::<_, Option<f64>>(12)?.map(jobs::rfc3339),
+                    "settings": serde_json::from_str::<Value>(&r.get::<_, String>(13)?).unwrap_or(Value::Null),
+                }))
+            },
+        )
+        .optional()?;
+    let Some(mut v) = row else { return Ok(None) };
+    let t = jobs::now();
+    let (parents, child_jobs, succeeded, failed, running, recent): (i64, i64, i64, i64, i64, i64) = c.query_row(
+        "SELECT COALESCE(SUM(kind = 'parent'), 0), COALESCE(SUM(kind = 'ingest'), 0),
+                COALESCE(SUM(kind = 'ingest' AND status = 'COMPLETED'), 0),
+                COALESCE(SUM(kind = 'ingest' AND status IN ('FAILED', 'CANCELLED')), 0),
+                COALESCE(SUM(kind = 'ingest' AND status IN ('QUEUED', 'PROCESSING', 'DRAFT')), 0),
+                COALESCE(SUM(kind = 'ingest' AND finished >= ?2), 0)
+         FROM jobs WHERE campaign_id = ?1",
+        params![id, t - RATE_WINDOW],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+    )?;
+    let (unique, skipped): (i64, i64) = c.query_row(
+        "SELECT COUNT(DISTINCT path) FILTER (WHERE job_id IS NOT NULL), COUNT(*) FILTER (WHERE job_id IS NULL)
+         FROM campaign_children WHERE campaign_id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let last: Option<(Option<i64>, Option<i64>, String)> = c
+        .query_row(
+            "SELECT next_start_position, start_position, id FROM jobs WHERE campaign_id = ?1 AND kind = 'parent' ORDER BY seq DESC LIMIT 1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let created: f64 = c.query_row("SELECT created FROM campaigns WHERE id = ?1", [id], |r| r.get(0))?;
+    let processed = succeeded + failed + skipped;
+    let total = v["known"].as_i64();
+    let window = (t - created).clamp(1.0, RATE_WINDOW);
+    let rate = recent as f64 / window;
+    let remaining = total.map(|n| (n - processed).max(0));
+    let eta = match (remaining, rate > 0.0) {
+        (Some(r), true) => Some((r as f64 / rate).round()),
+        _ => None,
+    };
+    let percent = total
+        .filter(|&n| n > 0)
+        .map(|n| (processed as f64 * 1000.0 / n as f64).round() / 10.0);
+    let status = v["status"].as_str().unwrap_or("").to_owned();
+    let n = |x: i64| crate::cli::thousands(x.max(0) as u64);
+    let of = total.map_or("?".into(), n);
+    let mut message = match status.as_str() {
+        "COMPLETED" => format!(
+            "Completed: {} children ingested, {} skipped, {} failed",
+            n(succeeded),
+            n(skipped),
+            n(failed)
+        ),
+        "FAILED" => format!("Failed: {}", v["error"].as_str().unwrap_or("unknown error")),
+        "STOPPED" => format!("Stopped at {}/{of} children; resume to continue", n(processed)),
+        s => {
+            let mut m = format!(
+                "{} {}/{of} children",
+                if s == "STOPPING" {
+                    "Stopping after this batch:"
+                } else {
+                    "Running:"
+                },
+                n(processed)
+            );
+            if let Some(p) = percent {
+                m.push_str(&format!(" ({p:.1}%)"));
+            }
+            if rate > 0.0 {
+                m.push_str(&format!(" · {rate:.1} children/sec"));
+            }
+            if let Some(e) = eta {
+                m.push_str(&format!(" · ~{} remaining", jobs::human_duration(e)));
+            }
+            m.push_str(&format!(" · batch {parents}"));
+            m
+        }
+    };
+    if failed > 0 && status != "FAILED" && status != "COMPLETED" {
+        message.push_str(&format!(" · {} failed", n(failed)));
+    }
+    let obj = v.as_object_mut().expect("an object");
+    obj.remove("known");
+    obj.insert("parent_batches".into(), json!(parents));
+    obj.insert("child_jobs".into(), json!(child_jobs));
+    obj.insert("unique_children".into(), json!(unique));
+    obj.insert(
+        "children".into(),
+        json!({"succeeded": succeeded, "failed": failed, "running": running, "skipped": skipped}),
+    );
+    obj.insert("next_start_position".into(), json!(last.as_ref().and_then(|l| l.0)));
+    obj.insert(
+        "current_batch".into(),
+        json!(last.as_ref().map(|l| json!({"job_id": l.2, "start_position": l.1}))),
+    );
+    obj.insert(
+        "progress".into(),
+        json!({"processed": processed, "total": total, "percent": percent, "items_per_second": (rate * 100.0).round() / 100.0, "eta_seconds": eta}),
+    );
+    obj.insert("status_message".into(), json!(message));
+    Ok(Some(v))
+}
+
+/// Campaigns, newest first.
+pub fn list(c: &Connection, limit: i64) -> rusqlite::Result<Vec<Value>> {
+    let ids: Vec<String> = {
+        let mut st = c.prepare("SELECT id FROM campaigns ORDER BY created DESC, id LIMIT ?1")?;
+        let v = st.query_map([limit], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        v
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(v) = view(c, &id)? {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// A new campaign id: `c-` and the job-id clock-and-random form.
+pub fn new_id() -> String {
+    format!("c-{}", crate::engine::new_id())
+}
