@@ -80,6 +80,56 @@ fn responses_match_openapi() {
     rec.add("GET", "/v1/schedules/x", d.get("/v1/schedules/nightly?limit=5"));
     rec.add("GET", "/v1/schedules/x", d.get("/v1/schedules/nightly?limit=x"));
     rec.add("GET", "/v1/schedules/x", d.get("/v1/schedules/nope"));
+    let coll = d.data_dir().join("coll");
+    std::fs::create_dir_all(&coll).unwrap();
+    std::fs::copy(&good, coll.join("a.zip")).unwrap();
+    std::fs::copy(&good, coll.join("b.zip")).unwrap();
+    let c = rec.add(
+        "POST",
+        "/v1/campaigns",
+        d.post(
+            "/v1/campaigns",
+            &json!({"parent": coll, "batch_size": 1, "campaign_id": "spec", "settings": {"batch_size": 2}}),
+        ),
+    );
+    assert_eq!(c.status, 201, "{}", c.text);
+    rec.add("GET", "/v1/campaigns/x", d.get("/v1/campaigns/spec"));
+    rec.add("POST", "/v1/campaigns/x/stop", d.post("/v1/campaigns/spec/stop", &json!({})));
+    assert!(wait_for(
+        || d.get("/v1/campaigns/spec").json["status"] == "STOPPED",
+        Duration::from_secs(20)
+    ));
+    rec.add("GET", "/v1/campaigns/x", d.get("/v1/campaigns/spec"));
+    rec.add("POST", "/v1/campaigns/x/resume", d.post("/v1/campaigns/spec/resume", &json!({})));
+    assert!(wait_for(
+        || d.get("/v1/campaigns/spec").json["status"] == "COMPLETED",
+        Duration::from_secs(20)
+    ));
+    rec.add("GET", "/v1/campaigns", d.get("/v1/campaigns"));
+    rec.add("POST", "/v1/campaigns/x/resume", d.post("/v1/campaigns/spec/resume", &json!({})));
+    rec.add(
+        "POST",
+        "/v1/campaigns",
+        d.post("/v1/campaigns", &json!({"parent": coll, "batch_size": 0})),
+    );
+    rec.add(
+        "POST",
+        "/v1/campaigns",
+        d.post("/v1/campaigns", &json!({"parent": "/etc", "batch_size": 1})),
+    );
+    rec.add("GET", "/v1/campaigns/x", d.get("/v1/campaigns/nope"));
+    let p = rec.add(
+        "POST",
+        "/v1/jobs",
+        d.post(
+            "/v1/jobs",
+            &json!({"kind": "parent", "parent": coll, "batch_size": 5, "campaign_id": "outside"}),
+        ),
+    );
+    assert_eq!(p.status, 201, "{}", p.text);
+    d.wait_job(p.json["id"].as_str().unwrap(), Duration::from_secs(20));
+    rec.add("GET", "/v1/jobs/x", d.get(&format!("/v1/jobs/{}", p.json["id"].as_str().unwrap())));
+    rec.add("GET", "/v1/jobs", d.get("/v1/jobs?campaign_id=outside&kind=ingest"));
     rec.add("POST", "/v1/schedules/x/run", d.post("/v1/schedules/nope/run", &json!({})));
 
     let skipped = d.create(&json!({"sources": [skip], "on_missing_file": "skip"}));
