@@ -41,6 +41,18 @@ fn ended(d: &impl Api, n: usize) -> bool {
     j.len() == n && j.iter().all(|j| matches!(j["status"].as_str(), Some("COMPLETED" | "FAILED")))
 }
 
+/// For a `batchd serve` child process: its data dir, an inbox, and a config
+/// file watching that inbox with `settle` seconds.
+fn process_setup(env: &Env, settle: f64) -> (PathBuf, PathBuf, PathBuf) {
+    let (data, dir, config) = (env.path("data"), env.path("inbox"), env.path("batchd.toml"));
+    let toml = format!(
+        "[[watch]]\nname = \"in\"\ndir = {:?}\nsettle_seconds = {settle}\n",
+        dir.to_str().unwrap()
+    );
+    std::fs::write(&config, toml).unwrap();
+    (data, dir, config)
+}
+
 /// Names directly in `dir`, without the `.batchd` bookkeeping directory.
 fn inbox(dir: &Path) -> Vec<String> {
     listing(dir).into_iter().filter(|n| n != ".batchd").collect()
@@ -139,17 +151,7 @@ fn symlinks_and_directories_are_left_alone() {
 #[test]
 fn files_dropped_while_the_daemon_is_down_are_taken_at_start() {
     let env = Env::new();
-    let data = env.path("data");
-    let dir = env.path("inbox");
-    let config = env.path("batchd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[watch]]\nname = \"in\"\ndir = {:?}\nsettle_seconds = 0.3\n",
-            dir.to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    let (data, dir, config) = process_setup(&env, 0.3);
     let d = DaemonProcess::start_with(&data, Some(&config));
     std::fs::copy(small_zip(&env, "one.zip", 3), dir.join("one.zip")).unwrap();
     assert!(wait_for(|| ended(&d, 1), Duration::from_secs(20)));
@@ -384,17 +386,7 @@ fn killed_between_each_claim_step() {
         "watch.finalize.moved",
     ] {
         let env = Env::new();
-        let data = env.path("data");
-        let dir = env.path("inbox");
-        let config = env.path("batchd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[[watch]]\nname = \"in\"\ndir = {:?}\nsettle_seconds = 0.2\n",
-                dir.to_str().unwrap()
-            ),
-        )
-        .unwrap();
+        let (data, dir, config) = process_setup(&env, 0.2);
         let mut d = DaemonProcess::start_env(&data, Some(&config), &[("BATCHD_FAILPOINT", point)]);
         std::fs::copy(small_zip(&env, "a.zip", 3), dir.join("a.zip")).unwrap();
         assert!(d.wait_exit(Duration::from_secs(30)), "{point}: the failpoint was not reached");
