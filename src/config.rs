@@ -211,6 +211,20 @@ impl Default for JobDefaults {
     }
 }
 
+impl JobDefaults {
+    /// Job settings for a trigger: its own batch size and file column where
+    /// set, these defaults for the rest.
+    pub fn settings(&self, batch_size: Option<usize>, file_column: Option<&String>) -> crate::store::jobs::Settings {
+        crate::store::jobs::Settings {
+            batch_size: batch_size.unwrap_or(self.batch_size),
+            compression: self.compression,
+            on_missing_file: self.on_missing_file,
+            manifest: self.manifest.clone(),
+            file_column: file_column.or(self.file_column.as_ref()).cloned(),
+        }
+    }
+}
+
 impl Config {
     /// Reads and validates a TOML file. Errors name the file, the key and the line.
     pub fn load(path: &Path) -> anyhow::Result<Config> {

@@ -30,7 +30,7 @@ use r2d2_sqlite::rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use crate::config::{Config, Misfire, Schedule};
-use crate::store::jobs::{self, NewJob, Settings};
+use crate::store::jobs::{self, NewJob};
 use crate::store::Store;
 
 /// A fire seen within this long after its time is on time; later, it was missed.
@@ -325,14 +325,7 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
     let files = listed.unwrap_or_default();
     let id = crate::engine::new_id();
     let out_dir = s.output_dir.clone().unwrap_or_else(|| config.data_dir.join("parts").join(&id));
-    let d = &config.defaults;
-    let settings = Settings {
-        batch_size: s.batch_size.unwrap_or(d.batch_size),
-        compression: d.compression,
-        on_missing_file: d.on_missing_file,
-        manifest: d.manifest.clone(),
-        file_column: s.file_column.clone().or_else(|| d.file_column.clone()),
-    };
+    let settings = config.defaults.settings(s.batch_size, s.file_column.as_ref());
     let name = s.name.clone();
     let out_dir = out_dir.to_string_lossy().into_owned();
     store.write(move |tx| {

@@ -32,7 +32,7 @@ use r2d2_sqlite::rusqlite::{params, OptionalExtension};
 use serde_json::json;
 
 use crate::config::{Config, Duplicates, OnSuccess, Watch};
-use crate::store::jobs::{self, NewJob, Settings};
+use crate::store::jobs::{self, NewJob};
 use crate::store::Store;
 
 const SCAN_EVERY: Duration = Duration::from_millis(500);
@@ -227,17 +227,6 @@ impl Watcher {
         Ok(())
     }
 
-    fn settings(&self, w: &Watch) -> Settings {
-        let d = &self.config.defaults;
-        Settings {
-            batch_size: w.batch_size.unwrap_or(d.batch_size),
-            compression: d.compression,
-            on_missing_file: d.on_missing_file,
-            manifest: d.manifest.clone(),
-            file_column: w.file_column.clone().or_else(|| d.file_column.clone()),
-        }
-    }
-
     fn claim(&self, w: &Watch, name: &str, size: u64, inode: u64) -> anyhow::Result<()> {
         let id = crate::engine::new_id();
         let processing = dirs(w)[0].join(&id).join(name);
@@ -273,7 +262,7 @@ impl Watcher {
             id: id.to_owned(),
             kind: "ingest".into(),
             sources: vec![processing.to_string_lossy().into_owned()],
-            settings: self.settings(w),
+            settings: self.config.defaults.settings(w.batch_size, w.file_column.as_ref()),
             trigger: "watch".into(),
             submit: true,
             priority: 0,
