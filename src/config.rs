@@ -84,6 +84,16 @@ pub struct Watch {
     /// that it is complete; no settle wait), and remove the marker after.
     #[serde(default)]
     pub marker: bool,
+    /// Also take directories dropped into the inbox (whose name matches
+    /// `directory_pattern`), each as one directory source. A directory is ready
+    /// when nothing in its tree has changed for the settle time (or, with
+    /// `marker`, when `NAME.done` appears). Off by default: many tools create a
+    /// directory first and fill it slowly.
+    #[serde(default)]
+    pub directories: bool,
+    /// Glob on a dropped directory's name; only with `directories = true`.
+    #[serde(default = "default_directory_pattern")]
+    pub directory_pattern: String,
     /// Where parts go; default `DATA_DIR/parts/<job id>/`.
     #[serde(default)]
     pub output_dir: Option<PathBuf>,
@@ -98,6 +108,26 @@ pub struct Watch {
     pub batch_size: Option<usize>,
     #[serde(default)]
     pub file_column: Option<String>,
+}
+
+impl Watch {
+    /// A watch on `dir` with every other key at its default.
+    pub fn new(name: &str, dir: PathBuf) -> Watch {
+        Watch {
+            name: name.into(),
+            dir,
+            pattern: default_pattern(),
+            settle_seconds: default_settle(),
+            marker: false,
+            directories: false,
+            directory_pattern: default_directory_pattern(),
+            output_dir: None,
+            on_success: OnSuccess::default(),
+            duplicates: Duplicates::default(),
+            batch_size: None,
+            file_column: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -119,6 +149,10 @@ pub enum OnSuccess {
 
 fn default_pattern() -> String {
     "*.{zip,tar,tar.gz,tgz}".into()
+}
+
+fn default_directory_pattern() -> String {
+    "*".into()
 }
 
 fn default_settle() -> f64 {
@@ -292,18 +326,7 @@ impl Config {
         if !self.watch.is_empty() {
             return self.watch.clone();
         }
-        vec![Watch {
-            name: "inbox".into(),
-            dir: self.data_dir.join("inbox"),
-            pattern: default_pattern(),
-            settle_seconds: default_settle(),
-            marker: false,
-            output_dir: None,
-            on_success: OnSuccess::Move,
-            duplicates: Duplicates::Skip,
-            batch_size: None,
-            file_column: None,
-        }]
+        vec![Watch::new("inbox", self.data_dir.join("inbox"))]
     }
 
     pub fn allowed_roots(&self) -> Vec<PathBuf> {

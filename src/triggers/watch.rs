@@ -16,6 +16,9 @@
 //! Step 3 also hashes the file (SHA-256): content this inbox took before, for a
 //! job that did not fail, is a duplicate and goes to `.batchd/duplicates/` with
 //! `<name>.duplicate.json` (or is ingested again with `duplicates = "ingest"`).
+//! With `directories = true`, a directory is a source too: its settle wait
+//! watches the whole tree, and its hash covers every entry's path and bytes.
+//!
 //! Identity is never the inode alone: an inode freed by a finished file and
 //! reused by a new one is just a new file.
 
@@ -169,12 +172,16 @@ impl Watcher {
         let mut present = HashSet::new();
         for item in fs::read_dir(&w.dir)?.flatten() {
             let name = item.file_name().to_string_lossy().into_owned();
-            if is_temp_name(&name) || !glob_match(&w.pattern, &name) {
+            if is_temp_name(&name) {
                 continue;
             }
             let path = item.path();
             let Ok(meta) = fs::symlink_metadata(&path) else { continue };
-            if !meta.file_type().is_file() {
+            let is_source_dir = w.directories && meta.is_dir() && glob_match(&w.directory_pattern, &name);
+            if !is_source_dir && !glob_match(&w.pattern, &name) {
+                continue;
+            }
+            if !meta.file_type().is_file() && !is_source_dir {
                 if reported.insert(path.clone()) {
                     let kind = if meta.file_type().is_symlink() {
                         "a symbolic link"
@@ -183,12 +190,24 @@ impl Watcher {
                     } else {
                         "not a regular file"
                     };
-                    tracing::warn!(watch = %w.name, "ignoring {}: it is {kind}; drop regular files only", path.display());
+                    let hint = if w.directories {
+                        "drop regular files, or directories matching directory_pattern"
+                    } else {
+                        "drop regular files only, or set directories = true on this watch"
+                    };
+                    tracing::warn!(watch = %w.name, "ignoring {}: it is {kind}; {hint}", path.display());
                 }
                 continue;
             }
             present.insert(path.clone());
-            let sig = (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino());
+            let sig = if is_source_dir {
+                match tree_signature(&path) {
+                    Ok(sig) => sig,
+                    Err(_) => continue, // changing under us: look again next scan
+                }
+            } else {
+                (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino())
+            };
             let entry = seen.entry(path.clone()).or_insert(Seen {
                 sig,
                 since: Instant::now(),
@@ -212,7 +231,7 @@ impl Watcher {
                 if waited < settle {
                     continue;
                 }
-                if !looks_complete(&path, meta.len()) && waited < (settle * 4).max(settle + Duration::from_secs(5)) {
+                if !is_source_dir && !looks_complete(&path, meta.len()) && waited < (settle * 4).max(settle + Duration::from_secs(5)) {
                     continue;
                 }
             }
@@ -253,7 +272,7 @@ impl Watcher {
     /// transaction; or, for content taken before, the row marked DUPLICATE and
     /// the file moved to `duplicates/` (per `w.duplicates`).
     fn queue(&self, w: &Watch, row: i64, id: &str, processing: &Path) -> anyhow::Result<()> {
-        let sha = crate::split::zipwrite::hash_file(processing)?;
+        let sha = content_hash(processing)?;
         let out_dir = match &w.output_dir {
             Some(d) => d.clone(),
             None => self.config.data_dir.join("parts").join(id),
@@ -394,6 +413,9 @@ impl Watcher {
                     OnSuccess::Move => {
                         move_unique(&processing, &done.join(&name))?;
                     }
+                    OnSuccess::Delete if processing.is_dir() => {
+                        fs::remove_dir_all(&processing).with_context(|| format!("deleting {}", processing.display()))?;
+                    }
                     OnSuccess::Delete => {
                         let _ = fs::remove_file(&processing);
                     }
@@ -418,6 +440,68 @@ impl Watcher {
         }
         Ok(())
     }
+}
+
+/// Every entry under `dir` (symlinks not followed), sorted by path, as
+/// (path relative to `dir`, metadata).
+fn walk(dir: &Path) -> std::io::Result<Vec<(PathBuf, fs::Metadata)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for item in fs::read_dir(dir.join(&rel))? {
+            let item = item?;
+            let rel = rel.join(item.file_name());
+            let meta = fs::symlink_metadata(dir.join(&rel))?;
+            if meta.is_dir() {
+                stack.push(rel.clone());
+            }
+            out.push((rel, meta));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// What the settle wait watches for a directory source: its total size, the
+/// newest mtime in the tree, and a digest of every entry's name, size, mtime
+/// and inode, so a file added, removed, renamed or rewritten restarts the wait.
+fn tree_signature(dir: &Path) -> std::io::Result<(u64, i64, i64, u64)> {
+    use std::hash::{Hash, Hasher};
+    let top = fs::symlink_metadata(dir)?;
+    let (mut total, mut newest) = (0u64, (top.mtime(), top.mtime_nsec()));
+    let mut digest = std::collections::hash_map::DefaultHasher::new();
+    top.ino().hash(&mut digest);
+    for (rel, meta) in walk(dir)? {
+        total += meta.len();
+        newest = newest.max((meta.mtime(), meta.mtime_nsec()));
+        (rel, meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino()).hash(&mut digest);
+    }
+    Ok((total, newest.0, newest.1, digest.finish()))
+}
+
+/// SHA-256 of a file's bytes; for a directory, of every entry's relative path,
+/// kind and (for files) the SHA-256 of its bytes, in path order, so the same
+/// tree dropped twice is recognised whatever its mtimes.
+fn content_hash(path: &Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    if !path.is_dir() {
+        return Ok(crate::split::zipwrite::hash_file(path)?);
+    }
+    let mut sha = Sha256::new();
+    for (rel, meta) in walk(path).with_context(|| format!("reading directory {}", path.display()))? {
+        sha.update(rel.as_os_str().as_encoded_bytes());
+        sha.update([0]);
+        if meta.is_file() {
+            sha.update(b"f");
+            sha.update(crate::split::zipwrite::hash_file(&path.join(&rel))?.as_bytes());
+        } else if meta.is_dir() {
+            sha.update(b"d");
+        } else {
+            sha.update(b"o"); // links and the like: the split rejects or skips them
+        }
+        sha.update([0]);
+    }
+    Ok(crate::split::zipwrite::hex(&sha.finalize()))
 }
 
 /// Writes `report` as pretty JSON beside `file`, named `file` + `suffix`.

@@ -15,16 +15,9 @@ use crate::helper::*;
 
 fn watch(dir: &Path, settle: f64) -> Watch {
     Watch {
-        name: "in".into(),
-        dir: dir.to_owned(),
-        pattern: "*.{zip,tar,tar.gz,tgz}".into(),
         settle_seconds: settle,
-        marker: false,
-        output_dir: None,
-        on_success: OnSuccess::Move,
-        duplicates: Duplicates::Skip,
         batch_size: Some(2),
-        file_column: None,
+        ..Watch::new("in", dir.to_owned())
     }
 }
 
@@ -428,4 +421,75 @@ fn marker_files_say_when_a_file_is_ready() {
     std::fs::write(dir.join("a.zip.done"), b"").unwrap();
     assert!(wait_for(|| ended(&d, 1), Duration::from_secs(10)), "{:?}", jobs(&d));
     assert!(wait_for(|| inbox(&dir).is_empty(), Duration::from_secs(5)), "{:?}", inbox(&dir));
+}
+
+/// With `directories = true`, a dropped directory is one directory source: it
+/// is taken only once nothing in its tree has changed for the settle time, it
+/// moves to `done/` whole, and the same tree dropped again is a duplicate.
+#[test]
+fn directories_are_sources_when_configured() {
+    let env = Env::new();
+    let dir = env.path("inbox");
+    let d = Daemon::with(|c| {
+        c.watch = vec![Watch {
+            directories: true,
+            directory_pattern: "scan-*".into(),
+            ..watch(&dir, 1.0)
+        }]
+    });
+    let tree = env.archive("dir", "tree", &numbered(6, 2000));
+    // Filled slowly: created empty, then one file at a time, each pause longer
+    // than half the settle time. A file landing in a subdirectory counts too.
+    let target = dir.join("scan-001");
+    std::fs::create_dir(&target).unwrap();
+    let mut names = listing(&tree);
+    names.sort_by_key(|n| n != "manifest.csv");
+    for name in &names {
+        std::fs::copy(tree.join(name), target.join(name)).unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(jobs(&d).is_empty(), "taken while {name} was still arriving");
+    }
+    std::fs::create_dir(target.join("extra")).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    std::fs::write(target.join("extra/readme.txt"), "not in the manifest").unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(jobs(&d).is_empty(), "taken while its subdirectory was changing");
+    // A directory not matching directory_pattern is left alone.
+    std::fs::create_dir(dir.join("other")).unwrap();
+    assert!(wait_for(|| ended(&d, 1), Duration::from_secs(20)), "{:?}", jobs(&d));
+    let j = &jobs(&d)[0];
+    assert_eq!(j["status"], "COMPLETED", "{j}");
+    assert_eq!(j["progress"]["processed"], 6);
+    assert!(j["sources"][0].as_str().unwrap().ends_with("/scan-001"), "{j}");
+    let parts = inspect(&d.data_dir().join("parts").join(j["id"].as_str().unwrap()));
+    assert_eq!(parts.parts.len(), 3);
+    assert!(wait_for(
+        || listing(&dir.join(".batchd/done")) == ["scan-001"],
+        Duration::from_secs(5)
+    ));
+    assert_eq!(listing(&dir.join(".batchd/done/scan-001")).len(), 8, "moved whole");
+    assert_eq!(inbox(&dir), vec!["other"]);
+    // The same tree under another name: same content, so a duplicate.
+    copy_tree(&dir.join(".batchd/done/scan-001"), &env.path("stage"));
+    std::fs::rename(env.path("stage"), dir.join("scan-002")).unwrap();
+    assert!(wait_for(
+        || listing(&dir.join(".batchd/duplicates")).len() == 2,
+        Duration::from_secs(20)
+    ));
+    assert_eq!(
+        listing(&dir.join(".batchd/duplicates")),
+        vec!["scan-002", "scan-002.duplicate.json"]
+    );
+    assert_eq!(jobs(&d).len(), 1);
+    // One byte different somewhere in the tree: a new job.
+    copy_tree(&dir.join(".batchd/done/scan-001"), &env.path("stage"));
+    std::fs::write(env.path("stage/extra/readme.txt"), "changed").unwrap();
+    std::fs::rename(env.path("stage"), dir.join("scan-003")).unwrap();
+    assert!(wait_for(|| ended(&d, 2), Duration::from_secs(20)), "{:?}", jobs(&d));
+    assert_eq!(inbox(&dir), vec!["other"]);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    assert!(status.success());
 }
