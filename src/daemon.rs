@@ -163,11 +163,13 @@ pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool
     .and_then(|()| fs::rename(&tmp, &address))
     .with_context(|| format!("writing {}", address.display()))?;
     tracing::info!(%addr, data_dir = %data_dir.display(), "batchd serving");
+    crate::sdnotify::notify(&format!("READY=1\nSTATUS=serving on {addr}"));
 
     while !shutdown.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(200));
     }
     tracing::info!("shutting down: no new work; running tasks stop at the next entry");
+    crate::sdnotify::notify("STOPPING=1\nSTATUS=stopping: running tasks stop at the next entry");
     for _ in &http_threads {
         server.unblock();
     }

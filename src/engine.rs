@@ -44,6 +44,9 @@ pub struct Engine {
     /// Rung when a task starts, so the timeout supervisor can sleep while none runs.
     started: crate::store::EventBell,
     plans: Mutex<HashMap<(String, i64), PlanEntry>>,
+    /// Rows packed by tasks that have ended; with the running tasks' own counts
+    /// this gives the rate shown in systemd's STATUS line.
+    rows_finished: std::sync::atomic::AtomicU64,
 }
 
 pub struct EngineHandle {
@@ -105,6 +108,7 @@ impl Engine {
             running: Mutex::new(HashMap::new()),
             started: crate::store::EventBell::default(),
             plans: Mutex::new(HashMap::new()),
+            rows_finished: std::sync::atomic::AtomicU64::new(0),
         });
         let mut threads = Vec::new();
         for i in 0..engine.config.engine_workers() {
@@ -176,10 +180,47 @@ impl Engine {
         }
     }
 
-    /// Enforces the per-task timeout.
+    /// Rows packed since the daemon started, counting tasks still running.
+    fn rows_packed(&self) -> u64 {
+        let running: u64 = self
+            .running
+            .lock()
+            .unwrap()
+            .values()
+            .map(|r| r.progress.rows_done.load(Ordering::Relaxed))
+            .sum();
+        self.rows_finished.load(Ordering::Relaxed) + running
+    }
+
+    /// Pings systemd's watchdog and refreshes its STATUS line, after a round
+    /// trip through the database writer: if the writer is stuck, so is this
+    /// loop, the pings stop and systemd restarts us.
+    fn notify_systemd(&self, last: &mut (Instant, u64)) {
+        let alive = self.store.write_quiet(|_| Ok(())).is_ok();
+        let queued = self
+            .store
+            .read(|c| c.query_row("SELECT COUNT(*) FROM jobs WHERE status IN ('QUEUED', 'PROCESSING')", [], |r| r.get::<_, i64>(0)))
+            .unwrap_or(-1);
+        let rows = self.rows_packed();
+        let rate = rows.saturating_sub(last.1) as f64 / last.0.elapsed().as_secs_f64().max(0.001);
+        *last = (Instant::now(), rows);
+        let status = format!(
+            "STATUS={} tasks running, {queued} jobs queued or processing, {} rows/s",
+            self.running_tasks(),
+            crate::cli::thousands(rate.round() as u64)
+        );
+        crate::sdnotify::notify(&if alive { format!("WATCHDOG=1\n{status}") } else { status });
+    }
+
+    /// Enforces the per-task timeout, and keeps systemd informed.
     fn supervise(&self) {
         let limit = Duration::from_secs(self.config.engine.task_timeout_seconds.max(1));
+        let notify_every = crate::sdnotify::watchdog_interval().map_or(Duration::from_secs(5), |w| w.min(Duration::from_secs(5)));
+        let mut last_notify = (Instant::now(), 0);
         while !self.stopping.load(Ordering::SeqCst) {
+            if last_notify.0.elapsed() >= notify_every {
+                self.notify_systemd(&mut last_notify);
+            }
             // Read before looking, so a task that starts in between still wakes us.
             let generation = self.started.generation();
             let running = self.running.lock().unwrap();
@@ -191,8 +232,8 @@ impl Engine {
             // Nothing running, nothing to time out: sleep until a task starts.
             let idle = running.is_empty();
             drop(running);
-            self.started
-                .wait_since(generation, Duration::from_millis(if idle { 30_000 } else { 500 }));
+            let wait = if idle { notify_every } else { Duration::from_millis(500) };
+            self.started.wait_since(generation, wait);
         }
     }
 
@@ -237,6 +278,7 @@ impl Engine {
             other => Err(anyhow::anyhow!("unknown task kind {other}")),
         };
         self.running.lock().unwrap().remove(&task.id);
+        self.rows_finished.fetch_add(progress.rows_done.load(Ordering::Relaxed), Ordering::Relaxed);
         tracing::debug!(task = task.id, kind = %task.kind, seconds = started.elapsed().as_secs_f64(), ok = result.is_ok(), "task finished");
         if let Err(err) = result {
             self.failed(&task, err, timed_out.load(Ordering::SeqCst));

@@ -9,6 +9,8 @@
 //! - [`campaign`]: parent jobs and the sequential, resumable campaign runner.
 //! - [`http`]: the JSON API; [`daemon`] ties store, engine and API together.
 //! - [`triggers`]: watched inboxes and cron schedules that turn files into jobs.
+//! - [`logging`]: log format and destination (stdout for the daemon, journald-aware).
+//! - [`sdnotify`]: systemd readiness, status and watchdog notifications.
 //! - [`failpoint`]: crash points for tests (`--features failpoints`).
 //! - [`config`]: the TOML configuration with embedded defaults.
 //! - [`cli`]: the command line, one file per subcommand.
@@ -22,6 +24,8 @@ pub mod engine;
 pub mod error;
 pub mod failpoint;
 pub mod http;
+pub mod logging;
+pub mod sdnotify;
 pub mod split;
 pub mod store;
 pub mod triggers;

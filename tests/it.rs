@@ -35,3 +35,6 @@ mod schedule;
 
 #[path = "it/campaign.rs"]
 mod campaign;
+
+#[path = "it/systemd.rs"]
+mod systemd;

@@ -57,14 +57,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The log level to use when BATCHD_LOG is not set.
-pub fn default_log_level(cli: &Cli) -> &'static str {
-    match cli.command {
-        Command::Serve(_) => "info",
-        _ => "warn",
-    }
-}
-
 /// 12345678 → "12,345,678".
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();
