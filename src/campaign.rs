@@ -17,7 +17,6 @@
 //! so after a restart the runner carries on from where the rows say.
 
 use std::os::unix::fs::MetadataExt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -191,8 +190,8 @@ impl Runner {
 
     /// Ticks after every write by someone else (a job ending is a write) and
     /// at least once a second; its own writes do not wake it again.
-    pub fn run(self, stop: &AtomicBool) {
-        while !stop.load(Ordering::SeqCst) {
+    pub fn run(self, stop: &crate::store::Stop) {
+        while !stop.is_set() {
             if let Err(e) = self.tick() {
                 tracing::error!("campaigns: {e:#}");
             }

@@ -126,7 +126,7 @@ pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool
     let engine = Engine::start(store.clone(), Arc::clone(&config))?;
     let watcher = crate::triggers::watch::Watcher::new(store.clone(), Arc::clone(&config))?;
     let scheduler = Scheduler::new(store.clone(), Arc::clone(&config), clock.clone())?;
-    let watch_stop = Arc::new(AtomicBool::new(false));
+    let watch_stop = Arc::new(crate::store::Stop::default());
     let trigger_threads = {
         let (stop, stop2, stop3) = (Arc::clone(&watch_stop), Arc::clone(&watch_stop), Arc::clone(&watch_stop));
         let runner = crate::campaign::Runner::new(store.clone(), Arc::clone(&config));
@@ -166,14 +166,15 @@ pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool
     crate::sdnotify::notify(&format!("READY=1\nSTATUS=serving on {addr}"));
 
     while !shutdown.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
     tracing::info!("shutting down: no new work; running tasks stop at the next entry");
     crate::sdnotify::notify("STOPPING=1\nSTATUS=stopping: running tasks stop at the next entry");
     for _ in &http_threads {
         server.unblock();
     }
-    watch_stop.store(true, Ordering::SeqCst);
+    watch_stop.set();
+    store.bell.ring(); // wakes the campaign runner
     for t in trigger_threads {
         let _ = t.join();
     }

@@ -199,7 +199,11 @@ impl Engine {
         let alive = self.store.write_quiet(|_| Ok(())).is_ok();
         let queued = self
             .store
-            .read(|c| c.query_row("SELECT COUNT(*) FROM jobs WHERE status IN ('QUEUED', 'PROCESSING')", [], |r| r.get::<_, i64>(0)))
+            .read(|c| {
+                c.query_row("SELECT COUNT(*) FROM jobs WHERE status IN ('QUEUED', 'PROCESSING')", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
             .unwrap_or(-1);
         let rows = self.rows_packed();
         let rate = rows.saturating_sub(last.1) as f64 / last.0.elapsed().as_secs_f64().max(0.001);
@@ -278,7 +282,8 @@ impl Engine {
             other => Err(anyhow::anyhow!("unknown task kind {other}")),
         };
         self.running.lock().unwrap().remove(&task.id);
-        self.rows_finished.fetch_add(progress.rows_done.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.rows_finished
+            .fetch_add(progress.rows_done.load(Ordering::Relaxed), Ordering::Relaxed);
         tracing::debug!(task = task.id, kind = %task.kind, seconds = started.elapsed().as_secs_f64(), ok = result.is_ok(), "task finished");
         if let Err(err) = result {
             self.failed(&task, err, timed_out.load(Ordering::SeqCst));

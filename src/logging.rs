@@ -16,7 +16,9 @@ use crate::cli::{Cli, Command};
 fn stdout_is_journal() -> bool {
     let Ok(v) = std::env::var("JOURNAL_STREAM") else { return false };
     let Some((dev, ino)) = v.split_once(':') else { return false };
-    let Ok(meta) = std::fs::metadata("/proc/self/fd/1") else { return false };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/1") else {
+        return false;
+    };
     dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
@@ -32,7 +34,13 @@ pub fn init(cli: &Cli) {
         (true, true, _) => builder.json().with_writer(std::io::stdout).init(),
         (true, false, _) => builder.json().with_writer(std::io::stderr).init(),
         (false, true, true) => builder.without_time().with_ansi(false).with_writer(std::io::stdout).init(),
-        (false, true, false) => builder.with_ansi(std::io::stdout().is_terminal()).with_writer(std::io::stdout).init(),
-        (false, false, _) => builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init(),
+        (false, true, false) => builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_writer(std::io::stdout)
+            .init(),
+        (false, false, _) => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init(),
     }
 }

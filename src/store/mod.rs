@@ -65,6 +65,33 @@ impl EventBell {
     }
 }
 
+/// A stop request that background loops can sleep on: `sleep` returns early
+/// once `set` is called, so shutdown does not wait out a scan interval.
+#[derive(Default)]
+pub struct Stop {
+    flag: std::sync::atomic::AtomicBool,
+    bell: EventBell,
+}
+
+impl Stop {
+    pub fn set(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.bell.ring();
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Sleeps for `d`, or less if a stop is requested meanwhile.
+    pub fn sleep(&self, d: Duration) {
+        let seen = self.bell.generation();
+        if !self.is_set() {
+            self.bell.wait_since(seen, d);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     tx: Sender<WriteFn>,

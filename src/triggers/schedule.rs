@@ -18,7 +18,9 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::store::Stop;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -255,12 +257,12 @@ impl Scheduler {
         })
     }
 
-    pub fn run(mut self, stop: &AtomicBool) {
-        while !stop.load(Ordering::SeqCst) {
+    pub fn run(mut self, stop: &Stop) {
+        while !stop.is_set() {
             if let Err(e) = self.tick() {
                 tracing::error!("schedules: {e:#}");
             }
-            std::thread::sleep(TICK);
+            stop.sleep(TICK);
         }
     }
 

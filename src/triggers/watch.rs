@@ -22,11 +22,11 @@
 //! Identity is never the inode alone: an inode freed by a finished file and
 //! reused by a new one is just a new file.
 
+use crate::store::Stop;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -146,11 +146,11 @@ impl Watcher {
     }
 
     /// Runs scans until `stop` is set.
-    pub fn run(self, stop: &AtomicBool) {
+    pub fn run(self, stop: &Stop) {
         let mut seen: HashMap<PathBuf, Seen> = HashMap::new();
         let mut reported: HashSet<PathBuf> = HashSet::new();
         let mut finalized_at = None;
-        while !stop.load(Ordering::SeqCst) {
+        while !stop.is_set() {
             for w in &self.watches {
                 if let Err(e) = self.scan(w, &mut seen, &mut reported) {
                     tracing::error!(watch = %w.name, "scanning {}: {e:#}", w.dir.display());
@@ -164,7 +164,7 @@ impl Watcher {
                     Err(e) => tracing::error!("finishing watched files: {e:#}"),
                 }
             }
-            std::thread::sleep(SCAN_EVERY);
+            stop.sleep(SCAN_EVERY);
         }
     }
 
