@@ -199,7 +199,11 @@ pub struct JobDefaults {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            data_dir: PathBuf::from("./batchd-data"),
+            // systemd's StateDirectory= sets STATE_DIRECTORY (/var/lib/batchd), so the
+            // packaged unit needs no --data-dir and the config file keeps the defaults.
+            data_dir: std::env::var_os("STATE_DIRECTORY")
+                .filter(|d| !d.is_empty())
+                .map_or_else(|| PathBuf::from("./batchd-data"), PathBuf::from),
             http: Http::default(),
             engine: Engine::default(),
             defaults: JobDefaults::default(),

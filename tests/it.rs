@@ -38,3 +38,6 @@ mod campaign;
 
 #[path = "it/systemd.rs"]
 mod systemd;
+
+#[path = "it/packaging.rs"]
+mod packaging;
