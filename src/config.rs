@@ -24,6 +24,59 @@ pub struct Config {
     /// Cron schedules that sweep a directory for files not ingested yet.
     #[serde(default)]
     pub schedule: Vec<Schedule>,
+    /// Programs run after each part and each finished job (e.g. an uploader).
+    pub hooks: Hooks,
+    /// How long finished jobs are kept.
+    pub retention: Retention,
+}
+
+/// Commands (argv, no shell) run with the facts in `BATCHD_*` environment
+/// variables and as JSON on stdin. A hook that exits non-zero, or runs past
+/// `timeout_seconds`, is retried with backoff; after `max_attempts` the job is
+/// FAILED `HOOK_FAILED` and its parts are kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hooks {
+    /// Run once per part, as soon as the part is published.
+    pub on_part: Vec<String>,
+    /// Run once per job when it ends (COMPLETED after its part hooks, or FAILED).
+    pub on_job: Vec<String>,
+    pub timeout_seconds: f64,
+    pub max_attempts: u32,
+    /// Wait before the second attempt; doubles with each further one.
+    pub backoff_seconds: f64,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            on_part: Vec::new(),
+            on_job: Vec::new(),
+            timeout_seconds: 300.0,
+            max_attempts: 3,
+            backoff_seconds: 5.0,
+        }
+    }
+}
+
+/// Finished jobs (COMPLETED, FAILED, CANCELLED) older than `keep_days` are
+/// removed from the database with their tasks, parts rows and events, once an
+/// hour and by `batchd clean`. Part files stay on disk unless `delete_parts`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// 0 keeps every job forever.
+    pub keep_days: f64,
+    pub delete_parts: bool,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_days: 30.0,
+            delete_parts: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -209,6 +262,8 @@ impl Default for Config {
             defaults: JobDefaults::default(),
             watch: Vec::new(),
             schedule: Vec::new(),
+            hooks: Hooks::default(),
+            retention: Retention::default(),
         }
     }
 }

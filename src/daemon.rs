@@ -128,7 +128,13 @@ pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool
     let scheduler = Scheduler::new(store.clone(), Arc::clone(&config), clock.clone())?;
     let watch_stop = Arc::new(crate::store::Stop::default());
     let trigger_threads = {
-        let (stop, stop2, stop3) = (Arc::clone(&watch_stop), Arc::clone(&watch_stop), Arc::clone(&watch_stop));
+        let (stop, stop2, stop3, stop4) = (
+            Arc::clone(&watch_stop),
+            Arc::clone(&watch_stop),
+            Arc::clone(&watch_stop),
+            Arc::clone(&watch_stop),
+        );
+        let (retention_store, retention) = (store.clone(), config.retention.clone());
         let runner = crate::campaign::Runner::new(store.clone(), Arc::clone(&config));
         [
             std::thread::Builder::new()
@@ -140,6 +146,9 @@ pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool
             std::thread::Builder::new()
                 .name("batchd-campaign".into())
                 .spawn(move || runner.run(&stop3))?,
+            std::thread::Builder::new()
+                .name("batchd-retention".into())
+                .spawn(move || crate::store::retention::run(retention_store, retention.keep_days, retention.delete_parts, &stop4))?,
         ]
     };
     let addr = listener.local_addr()?;

@@ -271,14 +271,15 @@ impl Engine {
         let result = match task.kind.as_str() {
             "PLAN" => self.plan(&task),
             "PACK" => self.pack(&task, &progress),
-            "FINISH" => {
+            "HOOK" => self.part_hook_task(&task, &progress),
+            "FINISH" => self.job_hook(&task, "COMPLETED", &progress).and_then(|()| {
                 let r = self.store.write({
                     let task = task.clone();
                     move |tx| jobs::finish(tx, &task)
                 });
                 self.forget(&task.job_id);
                 r
-            }
+            }),
             other => Err(anyhow::anyhow!("unknown task kind {other}")),
         };
         self.running.lock().unwrap().remove(&task.id);
@@ -331,15 +332,36 @@ impl Engine {
         };
         let transient = timed_out || lib.is_none_or(|e| !e.is_bad_input());
         let attempts = task.attempts as u32;
-        let retry_in = (transient && attempts < self.config.engine.max_attempts).then(|| self.backoff(attempts));
+        let hook_failed = matches!(lib, Some(Error::Hook { .. }));
+        let retry_in = if hook_failed {
+            let h = &self.config.hooks;
+            (attempts < h.max_attempts).then(|| h.backoff_seconds * 2f64.powi(attempts.saturating_sub(1).min(20) as i32))
+        } else {
+            (transient && attempts < self.config.engine.max_attempts).then(|| self.backoff(attempts))
+        };
         tracing::warn!(job = %task.job_id, task = %task.kind, attempt = attempts, "task failed: {err:#}");
         let t = task.clone();
         match self.store.write(move |tx| jobs::task_failed(tx, &t, &error, retry_in)) {
             Ok(true) => {
                 self.cancel_job(&task.job_id);
-                match self.store.read(|c| jobs::part_paths(c, &task.job_id)) {
-                    Ok(paths) => remove_parts(&paths),
-                    Err(e) => tracing::error!("listing the parts of failed job {}: {e:#}", task.job_id),
+                // A hook that failed leaves finished parts: they are good, only
+                // their delivery failed, and the site may deliver them by hand.
+                if !hook_failed {
+                    match self.store.read(|c| jobs::part_paths(c, &task.job_id)) {
+                        Ok(paths) => remove_parts(&paths),
+                        Err(e) => tracing::error!("listing the parts of failed job {}: {e:#}", task.job_id),
+                    }
+                }
+                // on_job hears of the failure too, unless on_job itself failed.
+                if !(hook_failed && task.kind == "FINISH") {
+                    let once = Task {
+                        attempts: 1,
+                        part_n: None,
+                        ..task.clone()
+                    };
+                    if let Err(e) = self.job_hook(&once, "FAILED", &Progress::default()) {
+                        tracing::warn!(job = %task.job_id, "on_job hook for a failed job: {e:#}");
+                    }
                 }
             }
             Ok(false) => {}
@@ -427,12 +449,115 @@ impl Engine {
         let store = self.store.clone();
         let job_id = task.job_id.clone();
         let source_n = task.source_n.unwrap_or(1);
+        let hook = !self.config.hooks.on_part.is_empty();
         PartHook(Some(Arc::new(move |n, w| {
             let (job_id, sha, bytes) = (job_id.clone(), w.sha256.clone(), w.bytes);
-            if let Err(e) = store.write(move |tx| jobs::part_done(tx, &job_id, source_n, n as i64, bytes, &sha)) {
+            if let Err(e) = store.write(move |tx| jobs::part_done(tx, &job_id, source_n, n as i64, bytes, &sha, hook)) {
                 tracing::error!("recording part {n}: {e:#}");
             }
         })))
+    }
+
+    /// Runs `hook` once for `task`, records the run as an event, and turns a
+    /// failed run into the error the retry logic judges.
+    fn run_hook(
+        &self,
+        task: &Task,
+        hook: &'static str,
+        argv: &[String],
+        env: Vec<(String, String)>,
+        input: Value,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<()> {
+        let h = &self.config.hooks;
+        let attempt = task.attempts as u32;
+        let mut env = env;
+        env.extend([
+            ("BATCHD_HOOK".to_owned(), hook.to_owned()),
+            ("BATCHD_JOB_ID".to_owned(), task.job_id.clone()),
+            ("BATCHD_ATTEMPT".to_owned(), attempt.to_string()),
+        ]);
+        let ran = crate::hooks::run(
+            hook,
+            argv,
+            &env,
+            &input,
+            Duration::from_secs_f64(h.timeout_seconds.max(0.001)),
+            cancel,
+        )?;
+        let (job_id, part) = (task.job_id.clone(), task.part_n);
+        let data = json!({"hook": hook, "part": part, "attempt": attempt, "exit_code": ran.exit_code, "timed_out": ran.timed_out,
+                          "seconds": (ran.seconds * 1000.0).round() / 1000.0, "stderr_tail": ran.stderr_tail});
+        self.store.write(move |tx| jobs::event(tx, Some(&job_id), "hook.ran", data))?;
+        if ran.ok() {
+            Ok(())
+        } else {
+            Err(ran.error(hook, argv, attempt, h.max_attempts).into())
+        }
+    }
+
+    /// A HOOK task: `on_part` for one published part.
+    fn part_hook_task(&self, task: &Task, progress: &Progress) -> anyhow::Result<()> {
+        let argv = &self.config.hooks.on_part;
+        if !argv.is_empty() {
+            let (source_n, n) = (task.source_n.unwrap_or(1), task.part_n.unwrap_or(0));
+            let part = self
+                .store
+                .read(|c| jobs::parts(c, &task.job_id))?
+                .into_iter()
+                .find(|p| p["source"] == source_n && p["n"] == n)
+                .ok_or_else(|| anyhow::anyhow!("part {n} of job {} is not recorded", task.job_id))?;
+            let job = self.job(&task.job_id)?;
+            let s = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            let env = vec![
+                ("BATCHD_JOB_STATUS".to_owned(), job.status.clone()),
+                ("BATCHD_OUT_DIR".to_owned(), job.out_dir.clone()),
+                (
+                    "BATCHD_SOURCE".to_owned(),
+                    job.sources.get(source_n as usize - 1).cloned().unwrap_or_default(),
+                ),
+                ("BATCHD_PART_PATH".to_owned(), s(&part["path"])),
+                ("BATCHD_PART_NUMBER".to_owned(), n.to_string()),
+                ("BATCHD_PART_ROWS".to_owned(), s(&part["rows"])),
+                ("BATCHD_PART_BYTES".to_owned(), s(&part["bytes"])),
+                ("BATCHD_PART_SHA256".to_owned(), s(&part["sha256"])),
+            ];
+            let input = json!({"hook": "on_part", "job_id": task.job_id, "job_status": job.status, "attempt": task.attempts,
+                               "out_dir": job.out_dir, "source": job.sources.get(source_n as usize - 1), "part": part});
+            self.run_hook(task, "on_part", argv, env, input, &progress.cancel)?;
+        }
+        let t = task.clone();
+        self.store.write(move |tx| jobs::task_done(tx, t.id, &t.job_id))?;
+        Ok(())
+    }
+
+    /// `on_job` for a job ending with `status` (before COMPLETED is recorded,
+    /// so a failing hook can still fail the job).
+    fn job_hook(&self, task: &Task, status: &str, progress: &Progress) -> anyhow::Result<()> {
+        let argv = &self.config.hooks.on_job;
+        if argv.is_empty() {
+            return Ok(());
+        }
+        let stall = self.config.engine.stall_seconds;
+        let (view, parts) = self
+            .store
+            .read(|c| Ok((jobs::view(c, &task.job_id, stall)?, jobs::parts(c, &task.job_id)?)))?;
+        let view = view.unwrap_or(Value::Null);
+        let done: Vec<&Value> = parts.iter().filter(|p| p["state"] == "DONE").collect();
+        let env = vec![
+            ("BATCHD_JOB_STATUS".to_owned(), status.to_owned()),
+            ("BATCHD_OUT_DIR".to_owned(), view["out_dir"].as_str().unwrap_or_default().to_owned()),
+            ("BATCHD_JOB_PARTS".to_owned(), done.len().to_string()),
+            ("BATCHD_JOB_ROWS".to_owned(), view["progress"]["processed"].to_string()),
+            (
+                "BATCHD_JOB_ERROR".to_owned(),
+                view["error"]["code"].as_str().unwrap_or_default().to_owned(),
+            ),
+        ];
+        let input =
+            json!({"hook": "on_job", "job_id": task.job_id, "job_status": status, "attempt": task.attempts, "job": view, "parts": done});
+        // For a job that already failed there is no retry: one attempt, recorded.
+        self.run_hook(task, "on_job", argv, env, input, &progress.cancel)
     }
 
     fn pack(&self, task: &Task, progress: &Progress) -> anyhow::Result<()> {

@@ -85,6 +85,9 @@ pub enum Error {
     #[error("INVALID_ARGUMENT: {0}")]
     InvalidArgument(String),
 
+    #[error("HOOK_FAILED: {hook} hook {message}; the parts are kept: fix the hook, then resubmit or run it by hand")]
+    Hook { hook: &'static str, message: String },
+
     /// A daemon job the CLI followed ended FAILED; `code` is the job's own error code.
     #[error("job {id} failed: {message}")]
     JobFailed { id: String, code: String, message: String },
@@ -126,6 +129,7 @@ impl Error {
             Error::Cancelled => "CANCELLED",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
             Error::JobFailed { .. } => "JOB_FAILED",
+            Error::Hook { .. } => "HOOK_FAILED",
         }
     }
 
@@ -153,11 +157,19 @@ impl Error {
     /// True when the source itself is at fault: retrying cannot help.
     pub fn is_bad_input(&self) -> bool {
         if let Error::JobFailed { code, .. } = self {
-            return !matches!(code.as_str(), "IO_ERROR" | "DISK_FULL" | "TASK_TIMEOUT" | "INTERNAL" | "CANCELLED");
+            return !matches!(
+                code.as_str(),
+                "IO_ERROR" | "DISK_FULL" | "TASK_TIMEOUT" | "INTERNAL" | "CANCELLED" | "HOOK_FAILED"
+            );
         }
         !matches!(
             self,
-            Error::DiskFull { .. } | Error::Io { .. } | Error::OutputLocked { .. } | Error::Cancelled | Error::InvalidArgument(_)
+            Error::DiskFull { .. }
+                | Error::Io { .. }
+                | Error::OutputLocked { .. }
+                | Error::Cancelled
+                | Error::InvalidArgument(_)
+                | Error::Hook { .. }
         )
     }
 

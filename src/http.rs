@@ -319,6 +319,7 @@ impl Api {
             }
             (Method::Get, ["v1", "events"]) => self.events(&query),
             (Method::Get, ["v1", "schedules"]) => self.schedules(),
+            (Method::Post, ["v1", "clean"]) => self.clean(body),
             (Method::Post, ["v1", "campaigns"]) => self.create_campaign(body),
             (Method::Get, ["v1", "campaigns"]) => self.campaigns(&query),
             (Method::Get, ["v1", "campaigns", id]) => self.campaign(id),
@@ -605,6 +606,37 @@ impl Api {
         let mut r = reply(201, view);
         r.headers.push(("Location", format!("/v1/jobs/{id}")));
         Ok(r)
+    }
+
+    /// Prunes finished jobs now: `older_than_days` (default: the configured
+    /// `retention.keep_days`), `delete_parts`, `dry_run` (count only).
+    fn clean(&self, body: &[u8]) -> Result<Reply, Reply> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct CleanBody {
+            older_than_days: Option<f64>,
+            #[serde(default)]
+            delete_parts: Option<bool>,
+            #[serde(default)]
+            dry_run: bool,
+        }
+        let b: CleanBody = if body.iter().all(u8::is_ascii_whitespace) {
+            CleanBody {
+                older_than_days: None,
+                delete_parts: None,
+                dry_run: false,
+            }
+        } else {
+            Self::json(body)?
+        };
+        let days = b.older_than_days.unwrap_or(self.config.retention.keep_days);
+        if !days.is_finite() || days < 0.0 {
+            return Err(fail(400, "BAD_REQUEST", "older_than_days must be 0 or more"));
+        }
+        let delete_parts = b.delete_parts.unwrap_or(self.config.retention.delete_parts);
+        let cutoff = jobs::now() - days * 86_400.0;
+        let pruned = crate::store::retention::prune(&self.store, cutoff, delete_parts, b.dry_run).map_err(internal)?;
+        Ok(reply(200, serde_json::to_value(pruned).map_err(|e| internal(e.into()))?))
     }
 
     fn create_campaign(&self, body: &[u8]) -> Result<Reply, Reply> {

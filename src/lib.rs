@@ -7,6 +7,7 @@
 //! - [`store`]: the SQLite state (schema, writer thread, read pool, queries).
 //! - [`engine`]: workers that claim and run PLAN/PACK/FINISH tasks.
 //! - [`campaign`]: parent jobs and the sequential, resumable campaign runner.
+//! - [`hooks`]: site programs run after each part and each job.
 //! - [`http`]: the JSON API; [`daemon`] ties store, engine and API together.
 //! - [`triggers`]: watched inboxes and cron schedules that turn files into jobs.
 //! - [`logging`]: log format and destination (stdout for the daemon, journald-aware).
@@ -23,6 +24,7 @@ pub mod daemon;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
+pub mod hooks;
 pub mod http;
 pub mod logging;
 pub mod sdnotify;

@@ -41,3 +41,9 @@ mod systemd;
 
 #[path = "it/packaging.rs"]
 mod packaging;
+
+#[path = "it/hooks.rs"]
+mod hooks;
+
+#[path = "it/retention.rs"]
+mod retention;

@@ -40,6 +40,8 @@ pub enum Command {
     Schedules(client::SchedulesArgs),
     /// Sequential, resumable campaigns over a parent collection: start, status, stop, resume, list.
     Campaign(client::CampaignArgs),
+    /// Prune finished jobs older than the retention age (or --older-than-days).
+    Clean(client::CleanArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -54,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Follow(args) => client::follow(args),
         Command::Schedules(args) => client::schedules(args),
         Command::Campaign(args) => client::campaign(args),
+        Command::Clean(args) => client::clean(args),
     }
 }
 

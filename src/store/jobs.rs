@@ -50,7 +50,7 @@ pub fn now() -> f64 {
 }
 
 /// Event kinds listed under a job's "errors".
-const ERROR_KINDS: [&str; 3] = ["row.skipped", "task.retry", "job.failed"];
+const ERROR_KINDS: [&str; 4] = ["row.skipped", "task.retry", "job.failed", "hook.failed"];
 
 pub fn event(tx: &Tx, job_id: Option<&str>, kind: &str, data: Value) -> rusqlite::Result<()> {
     tx.execute(
@@ -417,7 +417,9 @@ pub fn planned(
     task_done(tx, task.id, &task.job_id)
 }
 
-pub fn part_done(tx: &Tx, job_id: &str, source_n: i64, n: i64, bytes: u64, sha256: &str) -> rusqlite::Result<()> {
+/// Records a published part; with `hook`, queues its HOOK task in the same
+/// transaction, so a part is never done without its hook being owed.
+pub fn part_done(tx: &Tx, job_id: &str, source_n: i64, n: i64, bytes: u64, sha256: &str, hook: bool) -> rusqlite::Result<()> {
     let t = now();
     let changed = tx.execute(
         "UPDATE parts SET state = 'DONE', bytes = ?4, sha256 = ?5, finished = ?6 WHERE job_id = ?1 AND source_n = ?2 AND n = ?3 AND state != 'DONE'",
@@ -435,6 +437,12 @@ pub fn part_done(tx: &Tx, job_id: &str, source_n: i64, n: i64, bytes: u64, sha25
             "part.done",
             json!({"source": source_n, "part": n, "bytes": bytes, "sha256": sha256}),
         )?;
+        if hook {
+            tx.execute(
+                "INSERT INTO tasks (job_id, kind, source_n, part_n, state, created) VALUES (?1, 'HOOK', ?2, ?3, 'READY', ?4)",
+                params![job_id, source_n, n, t],
+            )?;
+        }
     }
     Ok(())
 }
@@ -574,6 +582,8 @@ fn ts(v: Option<f64>) -> Value {
 /// Window for `items_per_second`.
 const RATE_WINDOW: f64 = 120.0;
 const STAGES: [&str; 3] = ["PLAN", "PACK", "FINISH"];
+/// With part hooks configured, the job has a HOOK stage between PACK and FINISH.
+const HOOK_STAGES: [&str; 4] = ["PLAN", "PACK", "HOOK", "FINISH"];
 
 /// The full status of a job as the API returns it: one query for the job and its
 /// aggregates, one for task counts, and one for errors only when it has any.
@@ -670,14 +680,15 @@ pub fn view(conn: &Connection, job_id: &str, stall_seconds: u64) -> rusqlite::Re
     };
     let active = matches!(status.as_str(), "QUEUED" | "PROCESSING");
     let eta = (active && rate > 0.0 && total > 0 && !estimated).then(|| ((total - processed).max(0) as f64 / rate).round());
-    let stage_idx = STAGES.iter().position(|s| {
+    let stages: &[&str] = if tasks.contains_key("HOOK") { &HOOK_STAGES } else { &STAGES };
+    let stage_idx = stages.iter().position(|s| {
         tasks
             .get(*s)
             .is_some_and(|m| m.keys().any(|k| k != "DONE" && k != "CANCELLED" && k != "FAILED"))
     });
     let current_stage = match (active, stage_idx) {
-        (true, Some(i)) => json!({"name": STAGES[i], "index": i + 1, "total": STAGES.len()}),
-        (true, None) => json!({"name": "PLAN", "index": 1, "total": STAGES.len()}),
+        (true, Some(i)) => json!({"name": stages[i], "index": i + 1, "total": stages.len()}),
+        (true, None) => json!({"name": "PLAN", "index": 1, "total": stages.len()}),
         _ => Value::Null,
     };
     let stalled = status == "PROCESSING" && j["last_progress"].as_f64().is_some_and(|lp| t - lp > stall_seconds as f64);

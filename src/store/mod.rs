@@ -6,6 +6,7 @@
 //! handlers never hold a write connection: they hand closures to the writer.
 
 pub mod jobs;
+pub mod retention;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -24,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/003_schedule.sql"),
     include_str!("../../migrations/004_watch_hash.sql"),
     include_str!("../../migrations/005_campaign.sql"),
+    include_str!("../../migrations/006_retention.sql"),
 ];
 
 pub type Tx<'a> = rusqlite::Transaction<'a>;

@@ -350,7 +350,10 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
         }
         let fire_id = tx.last_insert_rowid();
         if let Some(e) = error {
-            tx.execute("UPDATE schedule_fires SET result = 'ERROR', error = ?2 WHERE id = ?1", params![fire_id, e])?;
+            tx.execute(
+                "UPDATE schedule_fires SET result = 'ERROR', error = ?2 WHERE id = ?1",
+                params![fire_id, e],
+            )?;
             jobs::event(tx, None, "schedule.error", json!({"schedule": name, "error": e}))?;
             fired.result = "ERROR".into();
             return Ok(fired);
@@ -358,8 +361,9 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
         // Ingested before, by a job that did not fail: not again. A failed or
         // cancelled job's files are tried again (its parts were removed).
         let mut seen = tx.prepare_cached(
-            "SELECT 1 FROM schedule_files f JOIN jobs j ON j.id = f.job_id
-             WHERE f.schedule = ?1 AND f.path = ?2 AND f.size = ?3 AND f.mtime_ns = ?4 AND f.inode = ?5 AND j.status NOT IN ('FAILED', 'CANCELLED')",
+            "SELECT 1 FROM schedule_files f LEFT JOIN jobs j ON j.id = f.job_id
+             WHERE f.schedule = ?1 AND f.path = ?2 AND f.size = ?3 AND f.mtime_ns = ?4 AND f.inode = ?5
+             AND (f.job_id IS NULL OR j.status NOT IN ('FAILED', 'CANCELLED'))",
         )?;
         let mut new = Vec::new();
         for c in files {

@@ -292,10 +292,12 @@ impl Watcher {
         let outcome = self.store.write(move |tx| {
             // Checked in the transaction that records this file's hash, so two
             // copies claimed back to back cannot both pass.
+            // A job pruned by retention leaves its row with job_id NULL and its outcome.
             let earlier: Option<(String, String)> = tx
                 .query_row(
-                    "SELECT f.job_id, f.name FROM watch_files f JOIN jobs j ON j.id = f.job_id
-                     WHERE f.watch = ?1 AND f.sha256 = ?2 AND f.id != ?3 AND j.status NOT IN ('FAILED', 'CANCELLED')
+                    "SELECT COALESCE(f.job_id, '(pruned)'), f.name FROM watch_files f LEFT JOIN jobs j ON j.id = f.job_id
+                     WHERE f.watch = ?1 AND f.sha256 = ?2 AND f.id != ?3
+                     AND ((j.id IS NOT NULL AND j.status NOT IN ('FAILED', 'CANCELLED')) OR (f.job_id IS NULL AND f.outcome = 'COMPLETED'))
                      ORDER BY f.id LIMIT 1",
                     params![watch, sha2, row],
                     |r| Ok((r.get(0)?, r.get(1)?)),

@@ -27,7 +27,7 @@ fn version_one_database_is_migrated_forward() {
             ))
         })
         .unwrap();
-    assert_eq!((version, tables, old), (5, 4, 1), "migrated to 5, tables added, data kept");
+    assert_eq!((version, tables, old), (6, 4, 1), "migrated to 6, tables added, data kept");
     drop(store);
     // Opening again is a no-op.
     assert!(Store::open(&path, 2).is_ok());
