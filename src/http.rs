@@ -56,6 +56,36 @@ fn reply(status: u16, body: Value) -> Reply {
     }
 }
 
+/// The browser dashboard (`ui/`), embedded so the binary serves it with no
+/// files beside it and no outside assets (the CSP forbids any).
+fn ui_asset(path: &str) -> Reply {
+    let (body, content_type) = match path {
+        "/ui" => {
+            let mut r = reply(301, json!({}));
+            r.headers.push(("Location", "/ui/".into()));
+            return r;
+        }
+        "/ui/" | "/ui/index.html" => (include_str!("../ui/index.html"), "text/html; charset=utf-8"),
+        "/ui/app.js" => (include_str!("../ui/app.js"), "text/javascript; charset=utf-8"),
+        "/ui/app.css" => (include_str!("../ui/app.css"), "text/css; charset=utf-8"),
+        _ => return fail(404, "NOT_FOUND", "no such dashboard file; open /ui/"),
+    };
+    Reply {
+        status: 200,
+        body: body.to_owned(),
+        content_type,
+        headers: vec![
+            (
+                "Content-Security-Policy",
+                "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'".into(),
+            ),
+            ("X-Content-Type-Options", "nosniff".into()),
+            ("Referrer-Policy", "no-referrer".into()),
+            ("Cache-Control", "no-cache".into()),
+        ],
+    }
+}
+
 fn fail(status: u16, code: &str, message: impl Into<String>) -> Reply {
     reply(status, json!({"error": {"code": code, "message": message.into()}}))
 }
@@ -283,6 +313,11 @@ impl Api {
         let method = req.method().clone();
         if segs == ["healthz"] {
             return reply(200, json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}));
+        }
+        // The dashboard's static files need no token: they hold no data, and the
+        // page asks for the token before it calls the API.
+        if segs.first() == Some(&"ui") && method == Method::Get {
+            return ui_asset(path);
         }
         if !self.authorized(req) {
             let mut r = fail(
@@ -804,26 +839,26 @@ impl Api {
                 for (s, n) in counts {
                     out.push_str(&format!("batchd_jobs{{status=\"{s}\"}} {n}\n"));
                 }
-                let (rows, bytes): (i64, i64) = c.query_row(
-                    "SELECT (SELECT COALESCE(SUM(processed_rows), 0) FROM jobs), (SELECT COALESCE(SUM(bytes), 0) FROM parts WHERE state = 'DONE')",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
+                // Running totals (the `counters` table): constant cost however many jobs are kept.
+                let counters: BTreeMap<String, f64> = c
+                    .prepare_cached("SELECT name, value FROM counters")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                let counter = |name: &str| counters.get(name).copied().unwrap_or(0.0);
+                let (rows, bytes) = (counter("rows_processed") as i64, counter("part_bytes") as i64);
                 out.push_str(&format!("# HELP batchd_rows_processed_total Manifest rows packed into parts.\n# TYPE batchd_rows_processed_total counter\nbatchd_rows_processed_total {rows}\n"));
                 out.push_str(&format!("# HELP batchd_part_bytes_total Bytes of parts written.\n# TYPE batchd_part_bytes_total counter\nbatchd_part_bytes_total {bytes}\n"));
                 out.push_str(&format!("# HELP batchd_tasks_running Tasks running now.\n# TYPE batchd_tasks_running gauge\nbatchd_tasks_running {running}\n"));
                 out.push_str("# HELP batchd_task_duration_seconds Duration of finished tasks.\n# TYPE batchd_task_duration_seconds histogram\n");
-                const BUCKETS: [f64; 8] = [0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0];
-                for kind in ["PLAN", "PACK", "FINISH"] {
-                    let mut st = c.prepare_cached("SELECT finished - started FROM tasks WHERE kind = ?1 AND state = 'DONE' AND started IS NOT NULL")?;
-                    let durations: Vec<f64> = st.query_map([kind], |r| r.get(0))?.collect::<Result<_, _>>()?;
-                    for b in BUCKETS {
-                        let n = durations.iter().filter(|&&d| d <= b).count();
+                for kind in ["PLAN", "PACK", "HOOK", "FINISH"] {
+                    for b in jobs::TASK_SECONDS_BUCKETS {
+                        let n = counter(&jobs::bucket_name(kind, b));
                         out.push_str(&format!("batchd_task_duration_seconds_bucket{{kind=\"{kind}\",le=\"{b}\"}} {n}\n"));
                     }
-                    out.push_str(&format!("batchd_task_duration_seconds_bucket{{kind=\"{kind}\",le=\"+Inf\"}} {}\n", durations.len()));
-                    out.push_str(&format!("batchd_task_duration_seconds_sum{{kind=\"{kind}\"}} {}\n", durations.iter().sum::<f64>()));
-                    out.push_str(&format!("batchd_task_duration_seconds_count{{kind=\"{kind}\"}} {}\n", durations.len()));
+                    let n = counter(&format!("task_seconds_count:{kind}"));
+                    out.push_str(&format!("batchd_task_duration_seconds_bucket{{kind=\"{kind}\",le=\"+Inf\"}} {n}\n"));
+                    out.push_str(&format!("batchd_task_duration_seconds_sum{{kind=\"{kind}\"}} {}\n", counter(&format!("task_seconds_sum:{kind}"))));
+                    out.push_str(&format!("batchd_task_duration_seconds_count{{kind=\"{kind}\"}} {n}\n"));
                 }
                 out.push_str("# HELP batchd_watch_files_detected_total Files taken from each watched inbox.\n# TYPE batchd_watch_files_detected_total counter\n");
                 let mut detected: BTreeMap<String, i64> = self.config.watches().into_iter().map(|w| (w.name, 0)).collect();

@@ -47,3 +47,6 @@ mod hooks;
 
 #[path = "it/retention.rs"]
 mod retention;
+
+#[path = "it/ui.rs"]
+mod ui;

@@ -259,12 +259,44 @@ pub fn next_ready_in(conn: &Connection) -> rusqlite::Result<Option<f64>> {
     .map(|v| v.map(|nb| (nb - now()).max(0.0)))
 }
 
+/// Buckets (upper bounds, seconds) of `batchd_task_duration_seconds`; the
+/// counters are named after them, so changing this list starts new series.
+pub const TASK_SECONDS_BUCKETS: [f64; 8] = [0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0];
+
+/// Adds `by` to the running total `name` (see the `counters` table).
+pub fn count(tx: &Tx, name: &str, by: f64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = value + ?2",
+        params![name, by],
+    )?;
+    Ok(())
+}
+
+/// Bucket counter names use the bound as SQLite prints a REAL (0.01, 1.0, 600.0).
+pub fn bucket_name(kind: &str, le: f64) -> String {
+    format!("task_seconds_bucket:{kind}:{le:?}")
+}
+
 /// Marks a task done and releases the job's FINISH when nothing else is left.
 pub fn task_done(tx: &Tx, task_id: i64, job_id: &str) -> rusqlite::Result<()> {
-    tx.execute(
+    let t = now();
+    let done = tx.execute(
         "UPDATE tasks SET state = 'DONE', finished = ?2 WHERE id = ?1 AND state = 'RUNNING'",
-        params![task_id, now()],
+        params![task_id, t],
     )?;
+    if done > 0 {
+        let (kind, seconds): (String, Option<f64>) =
+            tx.query_row("SELECT kind, ?2 - started FROM tasks WHERE id = ?1", params![task_id, t], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        if let Some(d) = seconds {
+            for le in TASK_SECONDS_BUCKETS.iter().filter(|&&le| d <= le) {
+                count(tx, &bucket_name(&kind, *le), 1.0)?;
+            }
+            count(tx, &format!("task_seconds_count:{kind}"), 1.0)?;
+            count(tx, &format!("task_seconds_sum:{kind}"), d)?;
+        }
+    }
     let open: i64 = tx.query_row(
         "SELECT COUNT(*) FROM tasks WHERE job_id = ?1 AND kind != 'FINISH' AND state IN ('READY', 'RUNNING', 'WAITING')",
         [job_id],
@@ -426,6 +458,13 @@ pub fn part_done(tx: &Tx, job_id: &str, source_n: i64, n: i64, bytes: u64, sha25
         params![job_id, source_n, n, bytes as i64, sha256, t],
     )?;
     if changed > 0 {
+        let rows: i64 = tx.query_row(
+            "SELECT rows FROM parts WHERE job_id = ?1 AND source_n = ?2 AND n = ?3",
+            params![job_id, source_n, n],
+            |r| r.get(0),
+        )?;
+        count(tx, "rows_processed", rows as f64)?;
+        count(tx, "part_bytes", bytes as f64)?;
         tx.execute(
             "UPDATE jobs SET processed_rows = processed_rows + (SELECT rows FROM parts WHERE job_id = ?1 AND source_n = ?2 AND n = ?3),
              last_progress = ?4, modified = ?4 WHERE id = ?1",
@@ -806,14 +845,33 @@ pub struct Filter<'a> {
 
 /// Jobs, newest first, after the cursor `after` (a seq), with their sources.
 pub fn list(conn: &Connection, f: &Filter, limit: i64, after: Option<i64>, stall: u64) -> rusqlite::Result<(Vec<Value>, Option<i64>)> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, seq FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR seq < ?2) AND (?4 IS NULL OR campaign_id = ?4)
-         AND (?5 IS NULL OR kind = ?5) ORDER BY seq DESC LIMIT ?3",
-    )?;
+    // Only the filters given, so SQLite can walk jobs_status (status, seq) or
+    // jobs_campaign instead of scanning every job: with a large backlog of
+    // QUEUED jobs, "the latest 50 COMPLETED" must not read them all.
+    let mut sql = String::from("SELECT id, seq FROM jobs WHERE 1");
+    let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+    if let Some(s) = &f.status {
+        sql.push_str(" AND status = ?");
+        args.push(s);
+    }
+    if let Some(a) = &after {
+        sql.push_str(" AND seq < ?");
+        args.push(a);
+    }
+    if let Some(c) = &f.campaign_id {
+        sql.push_str(" AND campaign_id = ?");
+        args.push(c);
+    }
+    if let Some(k) = &f.kind {
+        sql.push_str(" AND kind = ?");
+        args.push(k);
+    }
+    sql.push_str(" ORDER BY seq DESC LIMIT ?");
+    let lim = limit + 1;
+    args.push(&lim);
+    let mut st = conn.prepare_cached(&sql)?;
     let ids: Vec<(String, i64)> = st
-        .query_map(params![f.status, after, limit + 1, f.campaign_id, f.kind], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?
+        .query_map(args.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let more = ids.len() as i64 > limit;
     let mut jobs = Vec::new();

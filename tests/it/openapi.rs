@@ -157,7 +157,11 @@ fn responses_match_openapi() {
         d.post(&format!("/v1/jobs/{id}/sources"), &json!({"sources": [good]})),
     );
 
-    rec.add("POST", "/v1/clean", d.post("/v1/clean", &json!({"older_than_days": 1, "dry_run": true})));
+    rec.add(
+        "POST",
+        "/v1/clean",
+        d.post("/v1/clean", &json!({"older_than_days": 1, "dry_run": true})),
+    );
     rec.add("POST", "/v1/clean", d.post("/v1/clean", &json!({"older_than_days": 365})));
     rec.add("POST", "/v1/clean", d.post("/v1/clean", &json!({"older_than_days": -1})));
     rec.add("GET", "/v1/jobs/x", d.get("/v1/jobs/nope"));

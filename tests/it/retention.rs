@@ -65,8 +65,26 @@ fn finished_jobs_are_pruned_and_files_are_still_taken_once() {
     assert_eq!(clean(&d, json!({"older_than_days": 1}))["jobs"], 0);
     assert_eq!(clean(&d, json!({"older_than_days": 0, "dry_run": true}))["jobs"], 3);
     assert_eq!(all().len(), 3, "a dry run prunes nothing");
+    let metric = |name: &str| {
+        let text = d.get("/metrics").text;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+            .to_owned()
+    };
+    let before = (
+        metric("batchd_rows_processed_total "),
+        metric("batchd_task_duration_seconds_count{kind=\"PACK\"} "),
+    );
+    assert_eq!(before.0, "12", "3 jobs of 4 rows");
     let pruned = clean(&d, json!({"older_than_days": 0}));
     assert_eq!(pruned["jobs"], 3, "{pruned}");
+    let after = (
+        metric("batchd_rows_processed_total "),
+        metric("batchd_task_duration_seconds_count{kind=\"PACK\"} "),
+    );
+    assert_eq!(before, after, "pruning does not make a counter go backwards");
     assert!(pruned["events"].as_u64().unwrap() >= 9, "{pruned}");
     assert!(all().is_empty());
     assert_eq!(d.get(&format!("/v1/jobs/{api_job}")).status, 404);

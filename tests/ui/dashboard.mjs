@@ -1,0 +1,97 @@
+// Drives the dashboard in Debian's headless Chromium with playwright-core:
+// token from the fragment, the token prompt, then start a campaign from the
+// runner form, watch it progress in the monitor, stop it, and screenshot.
+//
+//   node tests/ui/dashboard.mjs BASE_URL TOKEN PARENT_DIR SCREENSHOT.png
+//
+// Prints one JSON object (what the page showed) on stdout; exits non-zero with
+// the reason on any failed expectation.
+import { chromium } from "playwright-core";
+
+const [base, token, parent, shot] = process.argv.slice(2);
+const fail = (msg) => { console.error("dashboard test: " + msg); process.exit(1); };
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"],
+});
+const result = { progress: [] };
+try {
+  // 1. Without a token: the prompt; a wrong token is refused, the right one works.
+  const ctx1 = await browser.newContext();
+  const p1 = await ctx1.newPage();
+  await p1.goto(base + "/ui/");
+  await p1.locator("#login").waitFor({ state: "visible", timeout: 10000 });
+  await p1.fill("#token", "wrong-token");
+  await p1.click("#login-form button");
+  await p1.locator("#login-error").filter({ hasText: "refused" }).waitFor({ timeout: 10000 });
+  await p1.fill("#token", token);
+  await p1.click("#login-form button");
+  await p1.locator("#app").waitFor({ state: "visible", timeout: 10000 });
+  await ctx1.close();
+
+  // 2. Token in the fragment: taken, kept in sessionStorage, wiped from the URL.
+  const ctx = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  await page.goto(base + "/ui/#token=" + encodeURIComponent(token));
+  await page.locator("#app").waitFor({ state: "visible", timeout: 10000 });
+  if (page.url().includes("token")) fail("the token stayed in the URL: " + page.url());
+  if ((await page.evaluate(() => sessionStorage.getItem("batchd-token"))) !== token) fail("token not in sessionStorage");
+  await page.locator("#conn").filter({ hasText: "live" }).waitFor({ timeout: 10000 });
+
+  // 3. Start a campaign from the runner with a generated id.
+  await page.fill("#c-parent", parent);
+  await page.fill("#c-batch", "3");
+  await page.click("#c-generate");
+  const id = await page.inputValue("#c-id");
+  if (!/^c-\d{8}-[0-9a-f]{12}$/.test(id)) fail("generated id looks wrong: " + id);
+  result.id = id;
+  await page.click("#c-start");
+  await page.locator("#campaign-msg").filter({ hasText: "Started campaign " + id }).waitFor({ timeout: 10000 });
+  const row = page.locator(`#campaigns tbody tr[data-id="${id}"]`);
+  await row.waitFor({ timeout: 10000 });
+
+  // 4. Watch it progress: the monitor's numbers grow as the page polls.
+  const read = async () => ({
+    status: await row.locator("td").nth(1).innerText(),
+    parent_batches: Number(await row.locator(".parent-batches").innerText()),
+    child_jobs: Number(await row.locator(".child-jobs").innerText()),
+    unique_children: Number(await row.locator(".unique-children").innerText()),
+    succeeded: Number(await row.locator(".succeeded").innerText()),
+    next_start_position: await row.locator(".next-start").innerText(),
+  });
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    const r = await read();
+    const last = result.progress[result.progress.length - 1];
+    if (!last || last.succeeded !== r.succeeded || last.parent_batches !== r.parent_batches) result.progress.push(r);
+    if (r.parent_batches >= 2 && r.succeeded >= 3) break;
+    if (r.status !== "RUNNING") fail("campaign is " + r.status + " before it could be stopped");
+    if (Date.now() > deadline) fail("no progress shown: " + JSON.stringify(result.progress));
+    await page.waitForTimeout(150);
+  }
+  // The job list shows the child jobs with progress bars.
+  await page.locator("#jobs tbody tr .bar").first().waitFor({ timeout: 5000 });
+
+  // 5. Stop after the current batch.
+  await row.locator('button[data-action="stop"]').click();
+  await page.locator("#campaign-msg").filter({ hasText: "Stopping " + id }).waitFor({ timeout: 5000 });
+  await row.locator("td").nth(1).filter({ hasText: "STOPPED" }).waitFor({ timeout: 30000 });
+  await page.waitForTimeout(1200); // one more poll, so the numbers are final
+  result.final = await read();
+  await row.click();
+  await page.locator("#campaign-detail .campaign-message").waitFor({ timeout: 5000 });
+  result.detail = await page.locator("#campaign-detail .campaign-message").innerText();
+  await row.locator('button[data-action="resume"]').waitFor({ timeout: 5000 });
+  if (errors.length) fail("page errors: " + errors.join(" | "));
+  await page.screenshot({ path: shot, fullPage: true });
+  console.log(JSON.stringify(result));
+} catch (e) {
+  fail(String(e && e.stack || e));
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,223 @@
+// batchd dashboard: plain JavaScript over the JSON API, no build step and no
+// outside assets. The token comes from the URL fragment (#token=…) or a prompt
+// and lives in sessionStorage; the fragment is wiped at once so it does not
+// linger in the address bar or in history.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+let token = sessionStorage.getItem("batchd-token");
+let selectedJob = null;
+let selectedCampaign = null;
+
+(function takeTokenFromFragment() {
+  const m = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
+  if (m) {
+    token = decodeURIComponent(m[1]);
+    sessionStorage.setItem("batchd-token", token);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+})();
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error && body.error.message) || ("HTTP " + status));
+    this.status = status;
+    this.code = body && body.error && body.error.code;
+  }
+}
+
+async function api(method, path, body) {
+  const r = await fetch(path, {
+    method,
+    headers: Object.assign({ Authorization: "Bearer " + token }, body ? { "Content-Type": "application/json" } : {}),
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const data = await r.json().catch(() => null);
+  if (!r.ok) throw new ApiError(r.status, data);
+  return data;
+}
+
+// Builds an element: el("td", {class: "x"}, child, "text", …).
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "onclick") e.onclick = v; else if (v !== undefined && v !== null) e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c === null || c === undefined ? "" : String(c)));
+  return e;
+}
+
+function bar(percent, failed) {
+  const b = el("span", { class: "bar" + (failed ? " failed" : ""), role: "progressbar", "aria-valuenow": percent, "aria-valuemin": 0, "aria-valuemax": 100 });
+  const fill = el("span");
+  fill.style.width = Math.max(0, Math.min(100, percent || 0)) + "%";
+  b.append(fill);
+  return el("span", {}, b, " " + (percent || 0).toFixed(1) + " %");
+}
+
+function fill(tbody, rows) {
+  tbody.replaceChildren(...rows);
+}
+
+function showLogin(message) {
+  $("#app").hidden = true;
+  $("#logout").hidden = true;
+  $("#login").hidden = false;
+  $("#login-error").textContent = message || "";
+  $("#conn").textContent = "not connected";
+}
+
+async function refreshJobs() {
+  const { jobs } = await api("GET", "/v1/jobs?limit=30");
+  fill($("#jobs tbody"), jobs.map((j) => {
+    const stage = j.progress.current_stage;
+    return el("tr", { class: j.id === selectedJob ? "sel" : "", "data-id": j.id, onclick: () => { selectedJob = j.id; tick(); } },
+      el("td", { class: "id" }, j.id),
+      el("td", { class: "status-" + j.status }, j.status),
+      el("td", {}, j.trigger + (j.kind === "parent" ? " (parent)" : "")),
+      el("td", {}, bar(j.progress.percent, j.status === "FAILED"), " ", j.progress.processed + " / " + j.progress.total),
+      el("td", {}, stage ? stage.name + " (" + stage.index + "/" + stage.total + ")" : "—"),
+      el("td", {}, j.health),
+      el("td", { class: "msg" }, j.status_message));
+  }));
+  if (!selectedJob) { $("#job-detail").replaceChildren(); return; }
+  const [job, parts] = await Promise.all([api("GET", "/v1/jobs/" + selectedJob), api("GET", "/v1/jobs/" + selectedJob + "/parts")]);
+  const tasks = (job.status_detail && job.status_detail.tasks) || {};
+  $("#job-detail").replaceChildren(el("div", { class: "detail" },
+    el("h3", {}, "Job ", el("span", { class: "id" }, job.id)),
+    el("p", {}, job.status_message),
+    el("p", {}, "Sources: ", job.sources.join(", ")),
+    el("p", {}, "Stages: ", Object.entries(tasks).map(([k, v]) => k + " " + Object.entries(v).map(([s, n]) => n + " " + s).join(", ")).join(" · ") || "—"),
+    el("p", {}, "Parts (" + parts.parts.length + "): ", parts.parts.slice(0, 50).map((p) => p.path.split("/").pop() + " [" + p.state + "]").join(", ")),
+    el("p", { class: job.errors.length ? "error" : "muted" }, "Errors: ", job.errors.length ? job.errors.map((e) => e.code + ": " + e.message).join(" | ") : "none")));
+}
+
+async function refreshSchedules() {
+  const { schedules } = await api("GET", "/v1/schedules");
+  if (!schedules.length) {
+    fill($("#schedules tbody"), [el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No schedules configured (add a [[schedule]] section to the config)."))]);
+    return;
+  }
+  fill($("#schedules tbody"), schedules.map((s) => el("tr", {},
+    el("td", {}, s.name), el("td", {}, el("code", {}, s.cron)), el("td", {}, s.timezone),
+    el("td", {}, s.next_fire || "—"),
+    el("td", {}, s.last_fire ? s.last_fire.scheduled_at : "never"),
+    el("td", {}, s.last_fire ? s.last_fire.result : "—"))));
+}
+
+async function refreshCampaigns() {
+  const { campaigns } = await api("GET", "/v1/campaigns");
+  fill($("#campaigns tbody"), campaigns.map((c) => {
+    const stop = el("button", { "data-action": "stop", onclick: (ev) => { ev.stopPropagation(); setCampaign(c.campaign_id, "stop"); } }, "Stop campaign");
+    const resume = el("button", { "data-action": "resume", onclick: (ev) => { ev.stopPropagation(); setCampaign(c.campaign_id, "resume"); } }, "Resume");
+    const live = c.status === "RUNNING";
+    const action = !c.managed ? "" : live ? stop : (c.status === "STOPPED" || c.status === "FAILED") ? resume : "";
+    return el("tr", { class: c.campaign_id === selectedCampaign ? "sel" : "", "data-id": c.campaign_id, onclick: () => { selectedCampaign = c.campaign_id; tick(); } },
+      el("td", { class: "id" }, c.campaign_id),
+      el("td", { class: "status-" + c.status }, c.status),
+      el("td", {}, bar(c.progress.percent, c.status === "FAILED")),
+      el("td", { class: "parent-batches" }, c.parent_batches),
+      el("td", { class: "child-jobs" }, c.child_jobs),
+      el("td", { class: "unique-children" }, c.unique_children),
+      el("td", { class: "succeeded" }, c.children.succeeded),
+      el("td", { class: "failed" }, c.children.failed),
+      el("td", { class: "running" }, c.children.running),
+      el("td", { class: "skipped" }, c.children.skipped),
+      el("td", { class: "next-start" }, c.next_start_position === null ? "—" : c.next_start_position),
+      el("td", {}, action));
+  }));
+  const c = campaigns.find((x) => x.campaign_id === selectedCampaign);
+  $("#campaign-detail").replaceChildren(c ? el("div", { class: "detail" },
+    el("h3", {}, "Campaign ", el("span", { class: "id" }, c.campaign_id)),
+    el("p", { class: "campaign-message" }, c.status_message),
+    el("p", {}, "Parent: ", el("code", {}, c.parent), " · pattern ", el("code", {}, c.pattern), " · batch size " + c.batch_size),
+    el("p", {}, "Current batch: ", c.current_batch ? "from position " + c.current_batch.start_position + " (job " + c.current_batch.job_id + ")" : "—"),
+    c.error ? el("p", { class: "error" }, c.error) : "") : "");
+}
+
+async function setCampaign(id, action) {
+  try {
+    await api("POST", "/v1/campaigns/" + encodeURIComponent(id) + "/" + action, {});
+    $("#campaign-msg").textContent = action === "stop" ? "Stopping " + id + " after the current batch." : "Resumed " + id + ".";
+  } catch (e) {
+    $("#campaign-msg").textContent = e.message;
+  }
+  tick();
+}
+
+function newCampaignId() {
+  const b = new Uint8Array(6);
+  crypto.getRandomValues(b);
+  return "c-" + new Date().toISOString().slice(0, 10).replaceAll("-", "") + "-" + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+$("#c-generate").onclick = () => { $("#c-id").value = newCampaignId(); };
+
+$("#campaign-form").onsubmit = async (ev) => {
+  ev.preventDefault();
+  const num = (id) => ($(id).value === "" ? undefined : Number($(id).value));
+  const body = {
+    parent: $("#c-parent").value.trim(),
+    batch_size: num("#c-batch"),
+    campaign_id: $("#c-id").value.trim() || undefined,
+    total_children: num("#c-total"),
+    pattern: $("#c-pattern").value.trim() || undefined,
+    max_failed_children: num("#c-maxfailed"),
+    settings: num("#c-rows") ? { batch_size: num("#c-rows") } : undefined,
+  };
+  try {
+    const c = await api("POST", "/v1/campaigns", body);
+    selectedCampaign = c.campaign_id;
+    $("#c-id").value = c.campaign_id;
+    $("#campaign-msg").textContent = "Started campaign " + c.campaign_id + ".";
+  } catch (e) {
+    $("#campaign-msg").textContent = (e.code ? e.code + ": " : "") + e.message;
+  }
+  tick();
+};
+
+$("#login-form").onsubmit = (ev) => {
+  ev.preventDefault();
+  token = $("#token").value.trim();
+  sessionStorage.setItem("batchd-token", token);
+  start();
+};
+
+$("#logout").onclick = () => {
+  sessionStorage.removeItem("batchd-token");
+  token = null;
+  showLogin();
+};
+
+let timer = null;
+let busy = false;
+async function tick() {
+  if (busy) return;
+  busy = true;
+  try {
+    await Promise.all([refreshJobs(), refreshCampaigns(), refreshSchedules()]);
+    $("#conn").textContent = "live · updated " + new Date().toLocaleTimeString();
+  } catch (e) {
+    if (e.status === 401) {
+      clearInterval(timer);
+      sessionStorage.removeItem("batchd-token");
+      showLogin("The token was refused; paste the current one.");
+    } else {
+      $("#conn").textContent = "connection problem: " + e.message;
+    }
+  } finally {
+    busy = false;
+  }
+}
+
+function start() {
+  if (!token) { showLogin(); return; }
+  $("#login").hidden = true;
+  $("#app").hidden = false;
+  $("#logout").hidden = false;
+  clearInterval(timer);
+  tick();
+  timer = setInterval(tick, 1000);
+}
+
+start();
