@@ -219,10 +219,12 @@ impl Engine {
     /// Enforces the per-task timeout, and keeps systemd informed.
     fn supervise(&self) {
         let limit = Duration::from_secs(self.config.engine.task_timeout_seconds.max(1));
-        let notify_every = crate::sdnotify::watchdog_interval().map_or(Duration::from_secs(5), |w| w.min(Duration::from_secs(5)));
+        // Not under systemd: no pings, and an idle supervisor sleeps 30 s at a time.
+        let notify_every = crate::sdnotify::enabled()
+            .then(|| crate::sdnotify::watchdog_interval().map_or(Duration::from_secs(5), |w| w.min(Duration::from_secs(5))));
         let mut last_notify = (Instant::now(), 0);
         while !self.stopping.load(Ordering::SeqCst) {
-            if last_notify.0.elapsed() >= notify_every {
+            if notify_every.is_some_and(|every| last_notify.0.elapsed() >= every) {
                 self.notify_systemd(&mut last_notify);
             }
             // Read before looking, so a task that starts in between still wakes us.
@@ -236,7 +238,11 @@ impl Engine {
             // Nothing running, nothing to time out: sleep until a task starts.
             let idle = running.is_empty();
             drop(running);
-            let wait = if idle { notify_every } else { Duration::from_millis(500) };
+            let wait = match (idle, notify_every) {
+                (false, _) => Duration::from_millis(500),
+                (true, Some(every)) => every,
+                (true, None) => Duration::from_secs(30),
+            };
             self.started.wait_since(generation, wait);
         }
     }

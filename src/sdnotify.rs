@@ -22,6 +22,11 @@ fn socket_addr() -> Option<std::os::unix::net::SocketAddr> {
     }
 }
 
+/// True when systemd is listening (`NOTIFY_SOCKET` is set).
+pub fn enabled() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
 /// Sends `state` (newline-separated `KEY=VALUE` lines). Errors are logged once
 /// at debug level: a missing notify socket must never stop the daemon.
 pub fn notify(state: &str) {

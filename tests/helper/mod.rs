@@ -173,6 +173,23 @@ pub fn inspect(dir: &Path) -> Inspect {
     Inspect { parts, others }
 }
 
+impl Inspect {
+    /// The manifest rows of every part (each part's first entry is its
+    /// manifest; its header line is left out), in part order.
+    pub fn manifest_rows(&self) -> Vec<String> {
+        self.parts
+            .values()
+            .flat_map(|p| {
+                String::from_utf8_lossy(&p.entries[0].1)
+                    .lines()
+                    .skip(1)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
 /// Also checks every part with Info-ZIP's `unzip -t`, a second independent reader.
 pub fn unzip_test(dir: &Path) {
     for item in std::fs::read_dir(dir).unwrap().flatten() {

@@ -59,17 +59,7 @@ fn sigkill_during_pack_then_restart_completes_identically() {
     assert_eq!(names.len(), 30);
     // Every row exactly once across the parts, read with Python's zipfile.
     let got = inspect(&out);
-    let mut rows: Vec<String> = got
-        .parts
-        .values()
-        .flat_map(|p| {
-            String::from_utf8_lossy(&p.entries[0].1)
-                .lines()
-                .skip(1)
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let mut rows = got.manifest_rows();
     rows.sort();
     rows.dedup();
     assert_eq!(rows.len(), 300);

@@ -31,7 +31,7 @@ fn build_and_unpack(dir: &Path) -> PathBuf {
     );
     run(Command::new("cargo")
         .current_dir(ROOT)
-        .args(["deb", "--no-build", "--output"])
+        .args(["deb", "--no-build", "--strip", "--output"])
         .arg(dir));
     let deb = listing(dir).into_iter().find(|n| n.ends_with(".deb")).expect("a .deb");
     let root = dir.join("root");

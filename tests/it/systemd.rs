@@ -205,17 +205,7 @@ fn a_hundred_sigterms_during_work() {
         let got = inspect(&out);
         assert!(got.others.is_empty(), "temp or stray files: {:?}", got.others);
         assert_eq!(got.parts.len(), 60);
-        let mut rows: Vec<String> = got
-            .parts
-            .values()
-            .flat_map(|p| {
-                String::from_utf8_lossy(&p.entries[0].1)
-                    .lines()
-                    .skip(1)
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let mut rows = got.manifest_rows();
         assert_eq!(rows.len(), 600, "no row twice");
         rows.sort();
         rows.dedup();
