@@ -11,13 +11,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("UNSAFE_PATH: entry {entry:?} {reason}; batchd never writes outside its output directory, so repack the source without it")]
+    #[error("UNSAFE_PATH: entry {} {reason}; batchd never writes outside its output directory, so repack the source without it", clip(.entry))]
     UnsafePath { entry: String, reason: String },
 
-    #[error("UNSUPPORTED_ENTRY: entry {entry:?} is {kind}; only regular files and directories are accepted, so repack the source with the file itself")]
+    #[error("UNSUPPORTED_ENTRY: entry {} is {kind}; only regular files and directories are accepted, so repack the source with the file itself", clip(.entry))]
     UnsupportedEntry { entry: String, kind: String },
 
-    #[error("DUPLICATE_ENTRY: entry {entry:?} appears more than once in the source; repack it with one copy")]
+    #[error("DUPLICATE_ENTRY: entry {} appears more than once in the source; repack it with one copy", clip(.entry))]
     DuplicateEntry { entry: String },
 
     #[error("ARCHIVE_BOMB: {}{detail}; raise the limit only if you trust the source", entry_prefix(.entry))]
@@ -59,10 +59,10 @@ pub enum Error {
     #[error("MANIFEST_EMPTY: {manifest} {detail}; there is nothing to split")]
     ManifestEmpty { manifest: String, detail: String },
 
-    #[error("MISSING_FILE: {manifest} line {line} names {value:?}, which is not in the source; add the file, or pass --on-missing-file skip to leave such rows out")]
+    #[error("MISSING_FILE: {manifest} line {line} names {}, which is not in the source; add the file, or pass --on-missing-file skip to leave such rows out", clip(.value))]
     MissingFile { manifest: String, line: u64, value: String },
 
-    #[error("AMBIGUOUS_FILE: {manifest} line {line} names {value:?}, which matches several entries ({}); give its relative path instead", .candidates.join(", "))]
+    #[error("AMBIGUOUS_FILE: {manifest} line {line} names {}, which matches several entries ({}); give its relative path instead", clip(.value), .candidates.join(", "))]
     AmbiguousFile {
         manifest: String,
         line: u64,
@@ -95,9 +95,24 @@ pub enum Error {
 
 fn entry_prefix(entry: &Option<String>) -> String {
     match entry {
-        Some(e) => format!("entry {e:?}: "),
+        Some(e) => format!("entry {}: ", clip(e)),
         None => String::new(),
     }
+}
+
+/// A name or manifest value, quoted, and cut short when it is long: a hostile
+/// source can hold a 64 KiB entry name or a 20 MB manifest field, and every
+/// error message is stored, logged and sent to clients.
+pub fn clip(s: &str) -> String {
+    const KEEP: usize = 160;
+    if s.len() <= KEEP + 40 {
+        return format!("{s:?}");
+    }
+    let mut end = KEEP;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes in all)", &s[..end], s.len())
 }
 
 fn quote_list(items: &[String]) -> String {

@@ -436,7 +436,7 @@ pub fn planned(
                 tx,
                 Some(&task.job_id),
                 "row.skipped",
-                json!({"code": "MISSING_FILE", "line": line, "entry": value, "message": format!("line {line} names {value:?}, which is not in the source; the row was left out")}),
+                json!({"code": "MISSING_FILE", "line": line, "entry": crate::error::clip(value).trim_matches('"'), "message": format!("line {line} names {}, which is not in the source; the row was left out", crate::error::clip(value))}),
             )?;
         }
         event(

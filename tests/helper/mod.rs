@@ -250,6 +250,28 @@ impl Env {
         assert!(child.wait().unwrap().success(), "archive factory failed");
     }
 
+    /// [`Env::split`] under GNU time: also the wall seconds and the peak RSS in MiB.
+    pub fn split_measured(&self, source: &Path, out: &Path, args: &[&str]) -> (Run, f64, f64) {
+        // Outside this Env: the caller snapshots everything in it.
+        let stats_file = tempfile::NamedTempFile::new().unwrap();
+        let stats = stats_file.path().to_owned();
+        let mut cmd = Command::new("/usr/bin/time");
+        cmd.args(["-f", "%e %M", "-o"])
+            .arg(&stats)
+            .arg(BIN)
+            .arg("split")
+            .arg(source)
+            .arg("--out")
+            .arg(out)
+            .arg("--json")
+            .args(args);
+        let run = Run::from(cmd.output().expect("/usr/bin/time runs (apt-get install time)"));
+        let text = std::fs::read_to_string(&stats).unwrap();
+        let last = text.lines().last().unwrap_or_default();
+        let (secs, kib) = last.split_once(' ').unwrap_or_else(|| panic!("GNU time said {text:?}"));
+        (run, secs.parse().unwrap(), kib.trim().parse::<f64>().unwrap() / 1024.0)
+    }
+
     /// Runs `batchd split SOURCE --out OUT --json ARGS…`.
     pub fn split(&self, source: &Path, out: &Path, args: &[&str]) -> Run {
         let mut cmd = Command::new(BIN);

@@ -1,6 +1,10 @@
-//! One test per kind of bad input: each must exit non-zero with its stable code,
-//! name the entry or manifest line, leave no part (and no temp file) in the output
-//! directory, and write nothing outside it.
+//! The attack catalog: one test per kind of bad input, each fixture built here
+//! from real archive bytes. Each must exit non-zero with its stable code, name
+//! the entry or manifest line, leave no part (and no temp file) in the output
+//! directory, write nothing outside it (the listing of everything else is
+//! compared before and after), stay under 256 MiB of memory and end within 5 s
+//! (both read by GNU time). Every fixture adds a line to
+//! `target/attack-catalog.tsv` (code, source, seconds, MiB).
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +16,10 @@ const BAD_INPUT: i32 = 3;
 fn fails(env: &Env, src: &Path, args: &[&str], code: &str, names: &str) -> String {
     let out = env.path("parts");
     let before = env.snapshot(&out);
-    let run = env.split(src, &out, args);
+    let (run, secs, mib) = env.split_measured(src, &out, args);
+    assert!(mib < 256.0, "{code} on {}: peak RSS {mib:.1} MiB", src.display());
+    assert!(secs < 5.0, "{code} on {}: {secs} s", src.display());
+    record(code, src, secs, mib);
     assert_eq!(
         run.code,
         if code == "DISK_FULL" { 4 } else { BAD_INPUT },
@@ -27,6 +34,17 @@ fn fails(env: &Env, src: &Path, args: &[&str], code: &str, names: &str) -> Strin
     assert_eq!(listing(&out), Vec::<String>::new(), "the output directory must hold nothing");
     assert_eq!(before, env.snapshot(&out), "nothing written outside the output directory");
     message
+}
+
+/// Appends one fixture's figures to target/attack-catalog.tsv (one short write
+/// per line, so parallel tests do not interleave).
+fn record(code: &str, src: &Path, secs: f64, mib: f64) {
+    use std::io::Write;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/attack-catalog.tsv");
+    let name = src.file_name().unwrap().to_string_lossy();
+    let line = format!("{code}\t{name}\t{secs:.2}\t{mib:.1}\n");
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    f.write_all(line.as_bytes()).unwrap();
 }
 
 fn ok_manifest() -> E {
@@ -452,4 +470,84 @@ fn disk_full_removes_temp_files() {
 extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
+}
+
+#[test]
+fn tar_symlinked_directory_and_hardlink_escapes() {
+    // A symlink to a directory outside, then a file "through" it.
+    let env = Env::new();
+    let src = env.archive(
+        "tar",
+        "symdir.tar",
+        &[
+            ok_manifest(),
+            file("a.txt", "a"),
+            special("d", "symlink", "/tmp"),
+            file("d/x.txt", "evil"),
+        ],
+    );
+    fails(&env, &src, &[], "UNSUPPORTED_ENTRY", "\"d\"");
+    assert!(!Path::new("/tmp/x.txt").exists());
+    let env = Env::new();
+    let src = env.archive(
+        "tar.gz",
+        "hardout.tar.gz",
+        &[ok_manifest(), file("a.txt", "a"), special("h", "hardlink", "../../etc/passwd")],
+    );
+    fails(&env, &src, &[], "UNSUPPORTED_ENTRY", "\"h\"");
+}
+
+#[test]
+fn manifest_pathologies_name_their_line() {
+    // A 20 MB field: the message quotes a clipped value and says how long it was.
+    let env = Env::new();
+    let long = format!("file\n{}\n", "x".repeat(20 << 20));
+    let src = env.archive("zip", "longfield.zip", &[file("manifest.csv", long), file("a.txt", "a")]);
+    let msg = fails(&env, &src, &[], "MISSING_FILE", "line 2");
+    assert!(
+        msg.len() < 1000 && msg.contains("20971521 bytes in all") || msg.contains("bytes in all"),
+        "{}",
+        &msg[..200.min(msg.len())]
+    );
+    // A NUL inside a name, and a name climbing out of the source.
+    for (name, manifest) in [("nul.zip", "file\na.t\0xt\n"), ("climb.zip", "file\n../a.txt\n")] {
+        let env = Env::new();
+        let src = env.archive("zip", name, &[file("manifest.csv", manifest), file("a.txt", "a")]);
+        fails(&env, &src, &[], "MISSING_FILE", "line 2");
+    }
+    // Only a header, and no header at all.
+    for (name, manifest) in [("header-only.zip", "file\n"), ("blank.zip", "\n\n")] {
+        let env = Env::new();
+        let src = env.archive("zip", name, &[file("manifest.csv", manifest), file("a.txt", "a")]);
+        fails(&env, &src, &[], "MANIFEST_EMPTY", "manifest.csv");
+    }
+}
+
+#[test]
+fn zip_entry_with_a_64_kib_name_and_a_zip64_size_without_its_extra_field() {
+    let env = Env::new();
+    let long = format!("{}.txt", "n".repeat(65_000));
+    let src = env.archive(
+        "zip",
+        "longname.zip",
+        &[ok_manifest(), file("a.txt", "a"), file(&format!("../{long}"), "x")],
+    );
+    let msg = fails(&env, &src, &[], "UNSAFE_PATH", "bytes in all");
+    assert!(msg.len() < 1000, "the message is clipped: {} bytes", msg.len());
+
+    // The central directory says a.txt is 0xFFFFFFFF bytes compressed, which
+    // means "see the ZIP64 extra field", but there is none.
+    let env = Env::new();
+    let src = env.archive("zip", "zip64-lie.zip", &[ok_manifest(), file("a.txt", "a")]);
+    let mut bytes = std::fs::read(&src).unwrap();
+    let cd = bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"PK\x01\x02")
+        .map(|(i, _)| i)
+        .find(|&i| bytes[i + 46..].starts_with(b"a.txt"))
+        .expect("a.txt in the central directory");
+    bytes[cd + 20..cd + 24].copy_from_slice(&[0xFF; 4]);
+    std::fs::write(&src, &bytes).unwrap();
+    fails(&env, &src, &[], "ARCHIVE_CORRUPT", "a.txt");
 }
