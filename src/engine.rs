@@ -295,6 +295,31 @@ impl Engine {
         if let Err(err) = result {
             self.failed(&task, err, timed_out.load(Ordering::SeqCst));
         }
+        if task.kind == "PACK" {
+            self.remove_late_parts(&task.job_id);
+        }
+    }
+
+    /// A PACK task can publish a part just after another task failed the job
+    /// and removed its parts (found by the disk-full torture test): once this
+    /// task has stopped, a failed job's parts are removed again. Parts of a job
+    /// whose hook failed are kept, as ever.
+    fn remove_late_parts(&self, job_id: &str) {
+        let state = self.store.read(|c| {
+            c.query_row(
+                "SELECT status, json_extract(error, '$.code') FROM jobs WHERE id = ?1",
+                [job_id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+            )
+        });
+        if let Ok((status, code)) = state {
+            if status == "FAILED" && code.as_deref() != Some("HOOK_FAILED") {
+                match self.store.read(|c| jobs::part_paths(c, job_id)) {
+                    Ok(paths) => remove_parts(&paths),
+                    Err(e) => tracing::error!("listing the parts of failed job {job_id}: {e:#}"),
+                }
+            }
+        }
     }
 
     fn failed(&self, task: &Task, err: anyhow::Error, timed_out: bool) {
