@@ -37,3 +37,18 @@ INSERT INTO counters
     GROUP BY t.kind, b.le;
 INSERT INTO counters SELECT 'task_seconds_count:' || kind, COUNT(*) FROM tasks WHERE state = 'DONE' AND started IS NOT NULL GROUP BY kind;
 INSERT INTO counters SELECT 'task_seconds_sum:' || kind, SUM(finished - started) FROM tasks WHERE state = 'DONE' AND started IS NOT NULL GROUP BY kind;
+
+-- Jobs by status, kept by triggers so the gauge needs no scan of jobs.
+INSERT INTO counters SELECT 'jobs:' || status, COUNT(*) FROM jobs GROUP BY status;
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO counters (name, value) VALUES ('jobs:' || NEW.status, 1)
+        ON CONFLICT (name) DO UPDATE SET value = value + 1;
+END;
+CREATE TRIGGER jobs_count_update AFTER UPDATE OF status ON jobs WHEN OLD.status != NEW.status BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'jobs:' || OLD.status;
+    INSERT INTO counters (name, value) VALUES ('jobs:' || NEW.status, 1)
+        ON CONFLICT (name) DO UPDATE SET value = value + 1;
+END;
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'jobs:' || OLD.status;
+END;

@@ -830,21 +830,16 @@ impl Api {
                 out.push_str("# HELP batchd_build_info Build information.\n# TYPE batchd_build_info gauge\n");
                 out.push_str(&format!("batchd_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION")));
                 out.push_str("# HELP batchd_jobs Jobs by status.\n# TYPE batchd_jobs gauge\n");
-                let mut counts: BTreeMap<String, i64> = ["DRAFT", "QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"].iter().map(|s| (s.to_string(), 0)).collect();
-                let mut st = c.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
-                for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-                    let (s, n) = r?;
-                    counts.insert(s, n);
-                }
-                for (s, n) in counts {
-                    out.push_str(&format!("batchd_jobs{{status=\"{s}\"}} {n}\n"));
-                }
-                // Running totals (the `counters` table): constant cost however many jobs are kept.
+                // Running totals and trigger-kept counts (the `counters` table):
+                // constant cost however many jobs are kept.
                 let counters: BTreeMap<String, f64> = c
                     .prepare_cached("SELECT name, value FROM counters")?
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
                 let counter = |name: &str| counters.get(name).copied().unwrap_or(0.0);
+                for s in ["DRAFT", "QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"] {
+                    out.push_str(&format!("batchd_jobs{{status=\"{s}\"}} {}\n", counter(&format!("jobs:{s}")) as i64));
+                }
                 let (rows, bytes) = (counter("rows_processed") as i64, counter("part_bytes") as i64);
                 out.push_str(&format!("# HELP batchd_rows_processed_total Manifest rows packed into parts.\n# TYPE batchd_rows_processed_total counter\nbatchd_rows_processed_total {rows}\n"));
                 out.push_str(&format!("# HELP batchd_part_bytes_total Bytes of parts written.\n# TYPE batchd_part_bytes_total counter\nbatchd_part_bytes_total {bytes}\n"));

@@ -119,6 +119,8 @@ fn finished_jobs_are_pruned_and_files_are_still_taken_once() {
     );
     assert!(!Path::new(&out).exists());
 
+    check_counts(&d);
+
     // Bad input is a clear 400; the CLI works.
     let r = d.post("/v1/clean", &json!({"older_than_days": -1}));
     assert_eq!(
@@ -140,4 +142,20 @@ fn finished_jobs_are_pruned_and_files_are_still_taken_once() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The trigger-kept job counts behind /metrics agree with the jobs table itself.
+fn check_counts(d: &Daemon) {
+    let text = d.get("/metrics").text;
+    let db = r2d2_sqlite::rusqlite::Connection::open(d.data_dir().join("batchd.db")).unwrap();
+    let mut st = db.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status").unwrap();
+    let actual: std::collections::BTreeMap<String, i64> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for status in ["QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"] {
+        let line = format!("batchd_jobs{{status=\"{status}\"}} {}", actual.get(status).copied().unwrap_or(0));
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
 }
