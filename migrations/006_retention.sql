@@ -52,3 +52,11 @@ END;
 CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
     UPDATE counters SET value = value - 1 WHERE name = 'jobs:' || OLD.status;
 END;
+
+-- Claiming the next task walks runnable jobs in priority order and probes each
+-- for a READY task, instead of sorting every READY task of every queued job:
+-- with 90,000 jobs queued the old plan took 78 ms per claim, this one 0.03 ms
+-- (the claim query names these indexes, since SQLite without statistics
+-- prefers the sort).
+CREATE INDEX jobs_runnable ON jobs(priority DESC, seq) WHERE status IN ('QUEUED', 'PROCESSING');
+CREATE INDEX tasks_ready_job ON tasks(job_id, id) WHERE state = 'READY';

@@ -216,8 +216,9 @@ pub fn claim(tx: &Tx) -> rusqlite::Result<Option<Task>> {
     let t = now();
     let task = tx
         .query_row(
-            "SELECT t.id, t.job_id, t.kind, t.source_n, t.part_n, t.attempts FROM tasks t JOIN jobs j ON j.id = t.job_id
-             WHERE t.state = 'READY' AND t.not_before <= ?1 AND j.status IN ('QUEUED', 'PROCESSING')
+            "SELECT t.id, t.job_id, t.kind, t.source_n, t.part_n, t.attempts FROM jobs j INDEXED BY jobs_runnable
+             JOIN tasks t INDEXED BY tasks_ready_job ON t.job_id = j.id AND t.state = 'READY'
+             WHERE t.not_before <= ?1 AND j.status IN ('QUEUED', 'PROCESSING')
              ORDER BY j.priority DESC, j.seq, t.id LIMIT 1",
             [t],
             |r| {
