@@ -169,7 +169,8 @@ fn a_flaky_hook_is_retried_and_a_failing_one_fails_the_job_keeping_its_parts() {
     // The parts are kept, whole.
     let out = Path::new(job["out_dir"].as_str().unwrap());
     assert_eq!(inspect(out).parts.len(), 2);
-    // on_job heard of the failure.
+    // on_job heard of the failure (it runs just after FAILED is recorded).
+    assert!(wait_for(|| log2.join("on_job-job-1.json").exists(), Duration::from_secs(10)));
     let job_rec = read(&log2.join("on_job-job-1.json"));
     assert_eq!(job_rec["env"]["BATCHD_JOB_STATUS"], "FAILED");
     assert_eq!(job_rec["env"]["BATCHD_JOB_ERROR"], "HOOK_FAILED");

@@ -40,7 +40,9 @@ fn fails(env: &Env, src: &Path, args: &[&str], code: &str, names: &str) -> Strin
 /// per line, so parallel tests do not interleave).
 fn record(code: &str, src: &Path, secs: f64, mib: f64) {
     use std::io::Write;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/attack-catalog.tsv");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("attack-catalog.tsv");
     let name = src.file_name().unwrap().to_string_lossy();
     let line = format!("{code}\t{name}\t{secs:.2}\t{mib:.1}\n");
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();

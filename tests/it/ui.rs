@@ -61,6 +61,7 @@ fn dashboard_starts_watches_and_stops_a_campaign_in_chromium() {
         std::fs::copy(&child, parent.join(format!("box-{i:03}.zip"))).unwrap();
     }
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-dashboard.png");
+    std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
     let out = Command::new("node")
         .arg(Path::new(UI).join("dashboard.mjs"))
         .arg(format!("http://{}", d.addr()))
