@@ -60,3 +60,11 @@ END;
 -- prefers the sort).
 CREATE INDEX jobs_runnable ON jobs(priority DESC, seq) WHERE status IN ('QUEUED', 'PROCESSING');
 CREATE INDEX tasks_ready_job ON tasks(job_id, id) WHERE state = 'READY';
+
+-- Deleting a job makes SQLite check every foreign key that points at jobs(id);
+-- without an index each check scans its whole table, and pruning 500 of
+-- 86,000 jobs took 7.7 s. With these: 0.3 s.
+CREATE INDEX jobs_parent ON jobs(parent_job_id);
+CREATE INDEX campaign_children_job ON campaign_children(job_id);
+CREATE INDEX campaign_children_parent ON campaign_children(parent_job_id);
+CREATE INDEX idempotency_job ON idempotency(job_id);
