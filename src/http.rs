@@ -646,21 +646,16 @@ impl Api {
     /// Prunes finished jobs now: `older_than_days` (default: the configured
     /// `retention.keep_days`), `delete_parts`, `dry_run` (count only).
     fn clean(&self, body: &[u8]) -> Result<Reply, Reply> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
+        #[derive(serde::Deserialize, Default)]
+        #[serde(deny_unknown_fields, default)]
         struct CleanBody {
             older_than_days: Option<f64>,
-            #[serde(default)]
             delete_parts: Option<bool>,
-            #[serde(default)]
             dry_run: bool,
         }
+        // An empty body means "the configured retention".
         let b: CleanBody = if body.iter().all(u8::is_ascii_whitespace) {
-            CleanBody {
-                older_than_days: None,
-                delete_parts: None,
-                dry_run: false,
-            }
+            CleanBody::default()
         } else {
             Self::json(body)?
         };
