@@ -50,3 +50,6 @@ mod retention;
 
 #[path = "it/ui.rs"]
 mod ui;
+
+#[path = "it/api_abuse.rs"]
+mod api_abuse;
