@@ -296,15 +296,18 @@ impl Engine {
             self.failed(&task, err, timed_out.load(Ordering::SeqCst));
         }
         if task.kind == "PACK" {
-            self.remove_late_parts(&task.job_id);
+            // A PACK task can publish a part just after another task failed
+            // the job and removed its parts (found by the disk-full torture
+            // test): once this task has stopped, they are removed again.
+            self.remove_parts_if_failed(&task.job_id);
         }
     }
 
-    /// A PACK task can publish a part just after another task failed the job
-    /// and removed its parts (found by the disk-full torture test): once this
-    /// task has stopped, a failed job's parts are removed again. Parts of a job
-    /// whose hook failed are kept, as ever.
-    fn remove_late_parts(&self, job_id: &str) {
+    /// Removes a FAILED job's parts: a failed delivery must not leave anything
+    /// that looks like a finished part. Parts of a job whose hook failed are
+    /// kept: they are good, only their delivery failed, and the site may
+    /// deliver them by hand.
+    fn remove_parts_if_failed(&self, job_id: &str) {
         let state = self.store.read(|c| {
             c.query_row(
                 "SELECT status, json_extract(error, '$.code') FROM jobs WHERE id = ?1",
@@ -375,14 +378,7 @@ impl Engine {
         match self.store.write(move |tx| jobs::task_failed(tx, &t, &error, retry_in)) {
             Ok(true) => {
                 self.cancel_job(&task.job_id);
-                // A hook that failed leaves finished parts: they are good, only
-                // their delivery failed, and the site may deliver them by hand.
-                if !hook_failed {
-                    match self.store.read(|c| jobs::part_paths(c, &task.job_id)) {
-                        Ok(paths) => remove_parts(&paths),
-                        Err(e) => tracing::error!("listing the parts of failed job {}: {e:#}", task.job_id),
-                    }
-                }
+                self.remove_parts_if_failed(&task.job_id);
                 // on_job hears of the failure too, unless on_job itself failed.
                 if !(hook_failed && task.kind == "FINISH") {
                     let once = Task {

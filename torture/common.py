@@ -106,6 +106,16 @@ def check_parts(out_dir, want_parts, want_rows):
     return rows, corrupt, stray
 
 
+def tally(totals, out_dir, want_parts, want_rows):
+    """Adds one job's check_parts findings to `totals` (rows_lost,
+    rows_duplicated, corrupt_parts, temp_files)."""
+    rows, bad, stray = check_parts(out_dir, want_parts, want_rows)
+    totals["corrupt_parts"] = totals.get("corrupt_parts", 0) + bad
+    totals["temp_files"] = totals.get("temp_files", 0) + len(stray)
+    totals["rows_lost"] = totals.get("rows_lost", 0) + want_rows - len(set(rows))
+    totals["rows_duplicated"] = totals.get("rows_duplicated", 0) + len(rows) - len(set(rows))
+
+
 def integrity(data):
     c = sqlite3.connect("file:%s?mode=ro" % os.path.join(data, "batchd.db"), uri=True)
     r = c.execute("PRAGMA integrity_check").fetchone()[0]

@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Daemon, check_parts, integrity, make_zip, workdir  # noqa: E402
+from common import Daemon, integrity, make_zip, tally, workdir  # noqa: E402
 
 KILLS = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
@@ -46,20 +46,16 @@ def scenario_jobs(kills):
         mid += d.job(jobs[-1])["status"] in ("QUEUED", "PROCESSING")
         d.kill()
     d.start()
-    lost = dup = corrupt = temps = 0
+    out = {"kills": kills, "kills_mid_job": mid, "jobs": len(jobs),
+           "rows_lost": 0, "rows_duplicated": 0, "corrupt_parts": 0, "temp_files": 0}
     for job_id in jobs:
         j = d.wait(job_id, 600)
         assert j["status"] == "COMPLETED", j
-        rows, bad, stray = check_parts(j["out_dir"], 50, 10_000)
-        corrupt += bad
-        temps += len(stray)
-        lost += 10_000 - len(set(rows))
-        dup += len(rows) - len(set(rows))
+        tally(out, j["out_dir"], 50, 10_000)
     d.stop()
-    ok = integrity(data)
+    out["integrity_check"] = integrity(data)
     shutil.rmtree(work, ignore_errors=True)
-    return {"kills": kills, "kills_mid_job": mid, "jobs": len(jobs), "rows_lost": lost, "rows_duplicated": dup,
-            "corrupt_parts": corrupt, "temp_files": temps, "integrity_check": ok}
+    return out
 
 
 def scenario_campaign(kills):
@@ -101,11 +97,7 @@ def scenario_campaign(kills):
         per_source = {}
         for j in jobs:
             per_source[j["sources"][0]] = per_source.get(j["sources"][0], 0) + 1
-            rows, bad, stray = check_parts(j["out_dir"], 4, 40)
-            out["corrupt_parts"] += bad
-            out["temp_files"] += len(stray)
-            out["rows_lost"] += 40 - len(set(rows))
-            out["rows_duplicated"] += len(rows) - len(set(rows))
+            tally(out, j["out_dir"], 4, 40)
         out["children"] += len(per_source)
         out["children_twice"] += sum(1 for n in per_source.values() if n > 1)
     d.stop()

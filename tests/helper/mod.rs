@@ -211,6 +211,13 @@ pub fn unzip_test(dir: &Path) {
     }
 }
 
+/// `split SOURCE --out OUT --json ARGS…`
+fn split_args(source: &Path, out: &Path, args: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = vec!["split".into(), source.into(), "--out".into(), out.into(), "--json".into()];
+    v.extend(args.iter().map(Into::into));
+    v
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
 }
@@ -259,12 +266,7 @@ impl Env {
         cmd.args(["-f", "%e %M", "-o"])
             .arg(&stats)
             .arg(BIN)
-            .arg("split")
-            .arg(source)
-            .arg("--out")
-            .arg(out)
-            .arg("--json")
-            .args(args);
+            .args(split_args(source, out, args));
         let run = Run::from(cmd.output().expect("/usr/bin/time runs (apt-get install time)"));
         let text = std::fs::read_to_string(&stats).unwrap();
         let last = text.lines().last().unwrap_or_default();
@@ -274,9 +276,7 @@ impl Env {
 
     /// Runs `batchd split SOURCE --out OUT --json ARGS…`.
     pub fn split(&self, source: &Path, out: &Path, args: &[&str]) -> Run {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("split").arg(source).arg("--out").arg(out).arg("--json").args(args);
-        Run::from(cmd.output().unwrap())
+        Run::from(Command::new(BIN).args(split_args(source, out, args)).output().unwrap())
     }
 
     /// Every file below the workspace except under `except`, with its size.
