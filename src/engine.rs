@@ -283,6 +283,7 @@ impl Engine {
                     let task = task.clone();
                     move |tx| jobs::finish(tx, &task)
                 });
+                crate::failpoint::hit("job.finished");
                 self.forget(&task.job_id);
                 r
             }),
@@ -482,6 +483,7 @@ impl Engine {
             if let Err(e) = store.write(move |tx| jobs::part_done(tx, &job_id, source_n, n as i64, bytes, &sha, hook)) {
                 tracing::error!("recording part {n}: {e:#}");
             }
+            crate::failpoint::hit("part.recorded");
         })))
     }
 
@@ -604,6 +606,7 @@ impl Engine {
         split::pack_parts(src, plan, &numbers, opts, progress)?;
         let t = task.clone();
         self.store.write(move |tx| jobs::task_done(tx, t.id, &t.job_id))?;
+        crate::failpoint::hit("pack.done");
         Ok(())
     }
 }

@@ -418,6 +418,7 @@ impl PartWriter {
         let bytes = self.sink.written;
         let file = self.sink.out.get_ref();
         file.sync_all().map_err(|e| Error::io(&self.tmp, "syncing", e))?;
+        crate::failpoint::hit("part.sealed");
         let sha256 = if self.patched {
             hash_file(&self.tmp)?
         } else {
@@ -449,7 +450,9 @@ pub struct Sealed {
 impl Sealed {
     pub fn publish(self) -> Result<Written> {
         fs::rename(&self.tmp, &self.final_path).map_err(|e| Error::io(&self.final_path, "renaming the finished part to", e))?;
+        crate::failpoint::hit("part.renamed");
         sync_dir(self.final_path.parent().unwrap_or(Path::new(".")))?;
+        crate::failpoint::hit("part.published");
         Ok(self.written)
     }
 
