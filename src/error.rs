@@ -20,6 +20,13 @@ pub enum Error {
     #[error("DUPLICATE_ENTRY: entry {} appears more than once in the source; repack it with one copy", clip(.entry))]
     DuplicateEntry { entry: String },
 
+    #[error("NAME_COLLISION: entries {} and {} differ only in {reason}, so one would overwrite the other when a part is unpacked on macOS or Windows; rename one of them (and its manifest row) and repack the source", clip(.entry), clip(.other))]
+    NameCollision {
+        entry: String,
+        other: String,
+        reason: &'static str,
+    },
+
     #[error("ARCHIVE_BOMB: {}{detail}; raise the limit only if you trust the source", entry_prefix(.entry))]
     ArchiveBomb { entry: Option<String>, detail: String },
 
@@ -126,6 +133,7 @@ impl Error {
             Error::UnsafePath { .. } => "UNSAFE_PATH",
             Error::UnsupportedEntry { .. } => "UNSUPPORTED_ENTRY",
             Error::DuplicateEntry { .. } => "DUPLICATE_ENTRY",
+            Error::NameCollision { .. } => "NAME_COLLISION",
             Error::ArchiveBomb { .. } => "ARCHIVE_BOMB",
             Error::ArchiveCorrupt { .. } => "ARCHIVE_CORRUPT",
             Error::ManifestMissing { .. } => "MANIFEST_MISSING",
@@ -151,7 +159,10 @@ impl Error {
     /// The archive entry the error is about, if any.
     pub fn entry(&self) -> Option<&str> {
         match self {
-            Error::UnsafePath { entry, .. } | Error::UnsupportedEntry { entry, .. } | Error::DuplicateEntry { entry } => Some(entry),
+            Error::UnsafePath { entry, .. }
+            | Error::UnsupportedEntry { entry, .. }
+            | Error::DuplicateEntry { entry }
+            | Error::NameCollision { entry, .. } => Some(entry),
             Error::ArchiveBomb { entry, .. } | Error::ArchiveCorrupt { entry, .. } => entry.as_deref(),
             _ => None,
         }

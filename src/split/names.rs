@@ -50,6 +50,41 @@ pub fn normalize(raw: &str) -> Result<Name> {
     Ok(if is_dir { Name::Dir(joined) } else { Name::File(joined) })
 }
 
+/// Refuses names that are different byte strings but the same file on the
+/// filesystems parts are often unpacked on: macOS folds letter case and (HFS+)
+/// Unicode normalisation, Windows folds case. A delivery whose parts silently
+/// lose a file there breaks our first promise, so such a source fails up front,
+/// naming both entries. Exact duplicates are caught before this.
+pub fn check_collisions<'a>(names: impl Iterator<Item = &'a str>) -> Result<()> {
+    use std::collections::HashMap;
+    use unicode_normalization::UnicodeNormalization;
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for name in names {
+        // ASCII names (nearly all) need no normalisation: lowercase is enough.
+        let key = if name.is_ascii() {
+            name.to_ascii_lowercase()
+        } else {
+            name.nfc().collect::<String>().to_lowercase()
+        };
+        if let Some(other) = seen.insert(key, name) {
+            let same_nfc = |a: &str, b: &str| a.nfc().eq(b.nfc());
+            let reason = if same_nfc(name, other) {
+                "Unicode normalisation (NFC/NFD)"
+            } else if name.to_lowercase() == other.to_lowercase() {
+                "letter case"
+            } else {
+                "letter case and Unicode normalisation"
+            };
+            return Err(Error::NameCollision {
+                entry: name.to_owned(),
+                other: other.to_owned(),
+                reason,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The last path segment of a normalised name.
 pub fn basename(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)

@@ -164,6 +164,7 @@ impl Source {
                 return Err(Error::DuplicateEntry { entry: e.name.clone() });
             }
         }
+        super::names::check_collisions(entries.iter().map(|e| e.name.as_str()))?;
         let stem = if kind == SourceKind::Dir {
             let canon = fs::canonicalize(path).map_err(|e| Error::io(path, "resolving", e))?;
             canon

@@ -133,6 +133,35 @@ fn duplicate_entries() {
     }
 }
 
+/// Names that are different bytes but one file once a part is unpacked on
+/// macOS or Windows: letter case, NFC against NFD, and both at once, in every
+/// archive format and in a directory source.
+#[test]
+fn case_and_unicode_normalisation_collisions() {
+    let nfc = "caf\u{e9}.txt";
+    let nfd = "cafe\u{301}.txt";
+    let nfd_upper = "CAFE\u{301}.txt";
+    let cases: [(&str, &str, &str); 3] = [
+        ("Photo.JPG", "photo.jpg", "letter case"),
+        (nfc, nfd, "Unicode normalisation (NFC/NFD)"),
+        (nfc, nfd_upper, "letter case and Unicode normalisation"),
+    ];
+    for fmt in ["zip", "tar", "tar.gz", "dir"] {
+        for (i, (a, b, reason)) in cases.iter().enumerate() {
+            let env = Env::new();
+            let name = if fmt == "dir" {
+                format!("collide{i}")
+            } else {
+                format!("collide{i}.{fmt}")
+            };
+            let src = env.archive(fmt, &name, &[ok_manifest(), file(a, "first"), file(b, "second")]);
+            let message = fails(&env, &src, &[], "NAME_COLLISION", &format!("{b:?}"));
+            assert!(message.contains(&format!("{a:?}")), "{fmt}: both entries named: {message}");
+            assert!(message.contains(reason), "{fmt}: {message}");
+        }
+    }
+}
+
 #[test]
 fn zip_bomb_by_ratio() {
     let env = Env::new();
