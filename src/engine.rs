@@ -87,6 +87,34 @@ fn random_u64() -> u64 {
 }
 
 /// A new job id: time-ordered, 16 hex digits plus 4 random ones.
+/// What kind of failure a task attempt ended in, as the retry policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// I/O, disk full, a timeout, an internal error: worth another attempt.
+    Transient,
+    /// The source itself is at fault: another attempt cannot help.
+    BadInput,
+    /// A hook exited non-zero or timed out: retried on the hooks' own schedule.
+    Hook,
+}
+
+/// The retry policy: seconds until a task that failed its `attempts`th attempt
+/// runs again, or `None` when the job fails now. Backoff is base · 2^(attempt-1),
+/// capped, with ±50 % jitter so retries of many tasks spread out; hooks back off
+/// by `hooks.backoff_seconds`, doubling, without jitter.
+pub fn retry_in(config: &Config, failure: Failure, attempts: u32) -> Option<f64> {
+    let doubling = |base: f64| base * 2f64.powi(attempts.saturating_sub(1).min(30) as i32);
+    match failure {
+        Failure::BadInput => None,
+        Failure::Hook => (attempts < config.hooks.max_attempts).then(|| doubling(config.hooks.backoff_seconds)),
+        Failure::Transient => (attempts < config.engine.max_attempts).then(|| {
+            let e = &config.engine;
+            let raw = doubling(e.backoff_base_ms as f64 / 1000.0).min(e.backoff_max_seconds as f64);
+            raw * (0.5 + (random_u64() % 1000) as f64 / 1000.0)
+        }),
+    }
+}
+
 pub fn new_id() -> String {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -330,30 +358,8 @@ impl Engine {
         let lib = err.downcast_ref::<Error>();
         let cancelled = matches!(lib, Some(Error::Cancelled));
         if cancelled && !timed_out {
-            let job_cancelled = self
-                .store
-                .read(|c| jobs::job_for_task(c, &task.job_id))
-                .ok()
-                .flatten()
-                .is_none_or(|j| j.status == "CANCELLED");
-            let id = task.id;
-            let r = if job_cancelled {
-                let job_id = task.job_id.clone();
-                self.store.write(move |tx| {
-                    tx.execute(
-                        "UPDATE tasks SET state = 'CANCELLED', finished = ?2 WHERE id = ?1",
-                        r2d2_sqlite::rusqlite::params![id, jobs::now()],
-                    )?;
-                    jobs::event(tx, Some(&job_id), "task.cancelled", json!({"task": id}))
-                })
-            } else {
-                // Shutdown: the task runs again after restart; its attempt is not held against it.
-                self.store.write(move |tx| {
-                    tx.execute("UPDATE tasks SET attempts = MAX(attempts - 1, 0) WHERE id = ?1", [id])?;
-                    jobs::requeue(tx, id)
-                })
-            };
-            if let Err(e) = r {
+            let (id, job_id) = (task.id, task.job_id.clone());
+            if let Err(e) = self.store.write(move |tx| jobs::stopped(tx, id, &job_id)) {
                 tracing::error!("recording a stopped task: {e:#}");
             }
             return;
@@ -365,15 +371,16 @@ impl Engine {
             (Some(e), _) => error_json(e),
             (None, _) => json!({"code": "INTERNAL", "message": format!("{err:#}"), "entry": null, "line": null}),
         };
-        let transient = timed_out || lib.is_none_or(|e| !e.is_bad_input());
-        let attempts = task.attempts as u32;
         let hook_failed = matches!(lib, Some(Error::Hook { .. }));
-        let retry_in = if hook_failed {
-            let h = &self.config.hooks;
-            (attempts < h.max_attempts).then(|| h.backoff_seconds * 2f64.powi(attempts.saturating_sub(1).min(20) as i32))
+        let failure = if hook_failed {
+            Failure::Hook
+        } else if timed_out || lib.is_none_or(|e| !e.is_bad_input()) {
+            Failure::Transient
         } else {
-            (transient && attempts < self.config.engine.max_attempts).then(|| self.backoff(attempts))
+            Failure::BadInput
         };
+        let attempts = task.attempts as u32;
+        let retry_in = retry_in(&self.config, failure, attempts);
         tracing::warn!(job = %task.job_id, task = %task.kind, attempt = attempts, "task failed: {err:#}");
         let t = task.clone();
         match self.store.write(move |tx| jobs::task_failed(tx, &t, &error, retry_in)) {
@@ -395,14 +402,6 @@ impl Engine {
             Ok(false) => {}
             Err(e) => tracing::error!("recording a failed task: {e:#}"),
         }
-    }
-
-    /// base · 2^(attempt-1), capped, with ±50 % jitter so retries of many tasks spread out.
-    fn backoff(&self, attempt: u32) -> f64 {
-        let base = self.config.engine.backoff_base_ms as f64 / 1000.0;
-        let raw = (base * 2f64.powi(attempt.saturating_sub(1).min(30) as i32)).min(self.config.engine.backoff_max_seconds as f64);
-        let jitter = 0.5 + (random_u64() % 1000) as f64 / 1000.0;
-        raw * jitter
     }
 
     fn options(&self, job: &jobs::JobRow, source_n: i64) -> anyhow::Result<SplitOptions> {

@@ -53,3 +53,5 @@ mod ui;
 
 #[path = "it/api_abuse.rs"]
 mod api_abuse;
+#[path = "it/lifecycle.rs"]
+mod lifecycle;

@@ -321,6 +321,37 @@ pub fn requeue(tx: &Tx, task_id: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A job that has ended owes no work. Work can be queued for it after it ended:
+/// a PLAN or PACK that was running when the job was cancelled still records its
+/// PACK or HOOK tasks, and a failed attempt of such a task is still judged worth
+/// a retry. Those tasks are CANCELLED at once rather than left READY for ever
+/// (found by the lifecycle model test).
+fn settle_if_ended(tx: &Tx, job_id: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE tasks SET state = 'CANCELLED', finished = ?2 WHERE job_id = ?1 AND state IN ('READY', 'WAITING')
+         AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND status IN ('COMPLETED', 'FAILED', 'CANCELLED'))",
+        params![job_id, now()],
+    )?;
+    Ok(())
+}
+
+/// A task stopped before it finished (by a cancel, a sibling task failing the
+/// job, or a shutdown). Its job's status, read in this transaction, decides: an
+/// ended (or vanished) job's task is CANCELLED; otherwise the task runs again and
+/// the attempt is not held against it.
+pub fn stopped(tx: &Tx, task_id: i64, job_id: &str) -> rusqlite::Result<()> {
+    if status_of(tx, job_id)?.is_none_or(|s| matches!(s.as_str(), "COMPLETED" | "FAILED" | "CANCELLED")) {
+        tx.execute(
+            "UPDATE tasks SET state = 'CANCELLED', finished = ?2 WHERE id = ?1",
+            params![task_id, now()],
+        )?;
+        event(tx, Some(job_id), "task.cancelled", json!({"task": task_id}))
+    } else {
+        tx.execute("UPDATE tasks SET attempts = MAX(attempts - 1, 0) WHERE id = ?1", [task_id])?;
+        requeue(tx, task_id)
+    }
+}
+
 /// A failed attempt: retried after `retry_in` seconds, or the job fails.
 pub fn task_failed(tx: &Tx, task: &Task, error: &Value, retry_in: Option<f64>) -> rusqlite::Result<bool> {
     let t = now();
@@ -335,6 +366,7 @@ pub fn task_failed(tx: &Tx, task: &Task, error: &Value, retry_in: Option<f64>) -
             "task.retry",
             json!({"task": task.kind, "part": task.part_n, "attempt": task.attempts, "in_seconds": delay, "error": error}),
         )?;
+        settle_if_ended(tx, &task.job_id)?;
         return Ok(false);
     }
     tx.execute(
@@ -355,8 +387,15 @@ pub fn task_failed(tx: &Tx, task: &Task, error: &Value, retry_in: Option<f64>) -
     Ok(true)
 }
 
-/// Startup recovery: tasks a crash left RUNNING run again (their attempt counted).
+/// Startup recovery: tasks a crash left RUNNING run again (their attempt
+/// counted), unless their job ended meanwhile (cancelled while they ran): those
+/// are CANCELLED, as a stop would have left them.
 pub fn recover(tx: &Tx) -> rusqlite::Result<usize> {
+    tx.execute(
+        "UPDATE tasks SET state = 'CANCELLED', finished = ?1 WHERE state = 'RUNNING'
+         AND job_id IN (SELECT id FROM jobs WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED'))",
+        [now()],
+    )?;
     let n = tx.execute("UPDATE tasks SET state = 'READY', started = NULL WHERE state = 'RUNNING'", [])?;
     if n > 0 {
         event(tx, None, "daemon.recovered", json!({"tasks_requeued": n}))?;
@@ -447,7 +486,8 @@ pub fn planned(
             json!({"source": source_n, "rows": rows, "parts": parts.len(), "skipped_rows": skipped.len()}),
         )?;
     }
-    task_done(tx, task.id, &task.job_id)
+    task_done(tx, task.id, &task.job_id)?;
+    settle_if_ended(tx, &task.job_id)
 }
 
 /// Records a published part; with `hook`, queues its HOOK task in the same
@@ -482,6 +522,7 @@ pub fn part_done(tx: &Tx, job_id: &str, source_n: i64, n: i64, bytes: u64, sha25
                 "INSERT INTO tasks (job_id, kind, source_n, part_n, state, created) VALUES (?1, 'HOOK', ?2, ?3, 'READY', ?4)",
                 params![job_id, source_n, n, t],
             )?;
+            settle_if_ended(tx, job_id)?;
         }
     }
     Ok(())
