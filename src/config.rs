@@ -369,6 +369,9 @@ impl Config {
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024");
         }
+        if !(0.0..=crate::http::MAX_KEEP_DAYS).contains(&self.retention.keep_days) {
+            return bad("retention.keep_days", "must be from 0 to 36500");
+        }
         Ok(())
     }
 

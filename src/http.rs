@@ -166,12 +166,42 @@ struct CreateBody {
 }
 
 /// An optional query parameter, or 400 with `message` when it does not parse.
+/// The methods a known path takes (`None`: no such path, a 404).
+fn allowed_methods(segs: &[&str]) -> Option<&'static str> {
+    Some(match segs {
+        ["healthz"] | ["metrics"] | ["ui", ..] => "GET",
+        ["v1", "jobs"] | ["v1", "campaigns"] => "GET, POST",
+        ["v1", "jobs", _] | ["v1", "jobs", _, "parts"] | ["v1", "events"] | ["v1", "schedules"] | ["v1", "schedules", _] => "GET",
+        ["v1", "campaigns", _] => "GET",
+        ["v1", "jobs", _, "sources" | "submit" | "cancel"]
+        | ["v1", "clean"]
+        | ["v1", "campaigns", _, "stop" | "resume"]
+        | ["v1", "schedules", _, "run"] => "POST",
+        _ => return None,
+    })
+}
+
+/// An integer query parameter within `min..=max` (documented as such in
+/// docs/openapi.yaml): a value outside is refused, not silently clamped.
+fn bounded(q: &BTreeMap<String, String>, key: &str, default: i64, min: i64, max: i64) -> Result<i64, Reply> {
+    let message = format!("{key} must be a whole number from {min} to {max}");
+    match param::<i64>(q, key, &message)? {
+        None => Ok(default),
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        Some(_) => Err(fail(400, "BAD_REQUEST", message)),
+    }
+}
+
 fn param<T: std::str::FromStr>(q: &BTreeMap<String, String>, key: &str, message: &str) -> Result<Option<T>, Reply> {
     q.get(key)
         .map(|v| v.parse::<T>())
         .transpose()
         .map_err(|_| fail(400, "BAD_REQUEST", message))
 }
+
+/// A century: beyond it a cutoff is before any job, and far enough beyond it
+/// is not a date at all.
+pub const MAX_KEEP_DAYS: f64 = 36_500.0;
 
 fn yes() -> bool {
     true
@@ -295,6 +325,12 @@ impl Api {
         } else {
             body
         };
+        // serde would also take a struct from an array of its fields in order
+        // (`[null, true]`); every body is documented as an object (found by
+        // schemathesis).
+        if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(fail(400, "MALFORMED_JSON", "the body must be a JSON object ({...})"));
+        }
         serde_json::from_slice(text).map_err(|e| fail(400, "MALFORMED_JSON", format!("at line {}, column {}: {e}", e.line(), e.column())))
     }
 
@@ -311,12 +347,21 @@ impl Api {
             .collect();
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         let method = req.method().clone();
+        // A method the path does not take is refused before anything else (even
+        // the token check), with the methods it does take, as RFC 9110 asks.
+        if let Some(allow) = allowed_methods(&segs) {
+            if !allow.split(", ").any(|m| m == method.as_str()) {
+                let mut r = fail(405, "METHOD_NOT_ALLOWED", format!("{method} is not allowed on {path}; use {allow}"));
+                r.headers.push(("Allow", allow.to_owned()));
+                return r;
+            }
+        }
         if segs == ["healthz"] {
             return reply(200, json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}));
         }
         // The dashboard's static files need no token: they hold no data, and the
         // page asks for the token before it calls the API.
-        if segs.first() == Some(&"ui") && method == Method::Get {
+        if segs.first() == Some(&"ui") {
             return ui_asset(path);
         }
         if !self.authorized(req) {
@@ -362,20 +407,6 @@ impl Api {
             (Method::Post, ["v1", "campaigns", id, "resume"]) => self.campaign_state(id, false),
             (Method::Get, ["v1", "schedules", name]) => self.schedule(name, &query),
             (Method::Post, ["v1", "schedules", name, "run"]) => self.run_schedule(name),
-            (
-                _,
-                ["v1", "jobs"]
-                | ["v1", "jobs", _]
-                | ["v1", "jobs", _, _]
-                | ["v1", "events"]
-                | ["metrics"]
-                | ["v1", "schedules"]
-                | ["v1", "schedules", _]
-                | ["v1", "schedules", _, "run"]
-                | ["v1", "campaigns"]
-                | ["v1", "campaigns", _]
-                | ["v1", "campaigns", _, "stop" | "resume"],
-            ) => Ok(fail(405, "METHOD_NOT_ALLOWED", format!("{method} is not allowed on {path}"))),
             _ => Ok(fail(404, "NOT_FOUND", format!("no such endpoint: {path}"))),
         };
         r.unwrap_or_else(|e| e)
@@ -436,7 +467,7 @@ impl Api {
                 return Err(fail(400, "BAD_REQUEST", format!("unknown status {s:?}")));
             }
         }
-        let limit = param::<i64>(q, "limit", "limit must be a number")?.unwrap_or(50).clamp(1, 500);
+        let limit = bounded(q, "limit", 50, 1, 500)?;
         let after = param::<i64>(q, "after", "after must be the `next` value of a previous page")?;
         let stall = self.config.engine.stall_seconds;
         let kind = q.get("kind").cloned();
@@ -454,7 +485,12 @@ impl Api {
 
     fn events(&self, q: &BTreeMap<String, String>) -> Result<Reply, Reply> {
         let after = param::<i64>(q, "after", "after must be an event id")?.unwrap_or(0);
-        let wait = param::<f64>(q, "wait", "wait must be seconds")?.unwrap_or(0.0).clamp(0.0, 30.0);
+        let wait = param::<f64>(q, "wait", "wait must be seconds")?.unwrap_or(0.0);
+        // NaN would panic in Duration; anything else is held to 0..=30 s.
+        if wait.is_nan() {
+            return Err(fail(400, "BAD_REQUEST", "wait must be seconds"));
+        }
+        let wait = wait.clamp(0.0, 30.0);
         let deadline = std::time::Instant::now() + Duration::from_secs_f64(wait);
         loop {
             let generation = self.store.bell.generation();
@@ -660,8 +696,12 @@ impl Api {
             Self::json(body)?
         };
         let days = b.older_than_days.unwrap_or(self.config.retention.keep_days);
-        if !days.is_finite() || days < 0.0 {
-            return Err(fail(400, "BAD_REQUEST", "older_than_days must be 0 or more"));
+        if !(0.0..=MAX_KEEP_DAYS).contains(&days) {
+            return Err(fail(
+                400,
+                "BAD_REQUEST",
+                format!("older_than_days must be from 0 to {MAX_KEEP_DAYS}"),
+            ));
         }
         let delete_parts = b.delete_parts.unwrap_or(self.config.retention.delete_parts);
         let cutoff = jobs::now() - days * 86_400.0;
@@ -714,7 +754,7 @@ impl Api {
     }
 
     fn campaigns(&self, q: &BTreeMap<String, String>) -> Result<Reply, Reply> {
-        let limit = param::<i64>(q, "limit", "limit must be a number")?.unwrap_or(50).clamp(1, 500);
+        let limit = bounded(q, "limit", 50, 1, 500)?;
         let list = self.store.read(|c| crate::campaign::list(c, limit)).map_err(internal)?;
         Ok(reply(200, json!({"campaigns": list})))
     }
@@ -777,7 +817,7 @@ impl Api {
 
     /// One schedule with its recent fires (`?limit=`, default 20).
     fn schedule(&self, name: &str, query: &BTreeMap<String, String>) -> Result<Reply, Reply> {
-        let limit = param(query, "limit", "limit must be a number")?.unwrap_or(20i64).clamp(1, 1000);
+        let limit = bounded(query, "limit", 20, 1, 1000)?;
         let states = self
             .store
             .read(|c| Ok(schedule::states(c, &self.config)))

@@ -316,7 +316,55 @@ fn error_statuses_and_auth() {
     assert_eq!(d.get("/v1/jobs/nope/parts").status, 404);
     assert_eq!(d.post("/v1/jobs/nope/cancel", &json!({})).status, 404);
     assert_eq!(d.get("/v1/nothing").status, 404);
-    assert_eq!(http(a, Some(&d.token), "DELETE", "/v1/jobs", None, &[]).status, 405);
+    let r = http(a, Some(&d.token), "DELETE", "/v1/jobs", None, &[]);
+    assert_eq!((r.status, r.header("Allow").as_deref()), (405, Some("GET, POST")));
+    // Found by schemathesis: every known path refuses a method it does not
+    // take, /healthz and the dashboard too, with or without the token.
+    for (method, path, allow) in [
+        ("TRACE", "/healthz", "GET"),
+        ("POST", "/ui/", "GET"),
+        ("PUT", "/v1/jobs/x/cancel", "POST"),
+        ("DELETE", "/v1/campaigns/x", "GET"),
+    ] {
+        let r = http(a, None, method, path, None, &[]);
+        assert_eq!((r.status, r.header("Allow").as_deref()), (405, Some(allow)), "{method} {path}");
+        assert_eq!(r.json["error"]["code"], "METHOD_NOT_ALLOWED");
+    }
+    // Query values outside their documented range are refused, not clamped.
+    for path in [
+        "/v1/jobs?limit=501",
+        "/v1/jobs?limit=0",
+        "/v1/campaigns?limit=501",
+        "/v1/events?wait=nan",
+    ] {
+        let r = http(a, Some(&d.token), "GET", path, None, &[]);
+        assert_eq!(
+            (r.status, r.json["error"]["code"].as_str()),
+            (400, Some("BAD_REQUEST")),
+            "{path}: {}",
+            r.text
+        );
+    }
+    // serde takes a struct from an array of its fields; the API does not.
+    for path in ["/v1/clean", "/v1/jobs", "/v1/campaigns"] {
+        let r = http(a, Some(&d.token), "POST", path, Some(&serde_json::json!([null, null])), &[]);
+        assert_eq!(
+            (r.status, r.json["error"]["code"].as_str()),
+            (400, Some("MALFORMED_JSON")),
+            "{path}: {}",
+            r.text
+        );
+    }
+    let r = http(
+        a,
+        Some(&d.token),
+        "POST",
+        "/v1/clean",
+        Some(&serde_json::json!({"older_than_days": 2.1e36})),
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.json["error"]["message"].as_str().unwrap().contains("36500"), "{}", r.text);
     assert_eq!(d.get("/v1/jobs?status=BOGUS").status, 400);
 
     let big = format!(
