@@ -21,9 +21,9 @@ for target in manifest split; do
   # which -rss_limit_mb still catches.
   leaks=1
   [ "$target" = split ] && leaks=0
-  # The progress lines (NEW, REDUCE, pulse) are left out; with pipefail, a
+  # The progress lines (NEW, REDUCE, pulse, NEW_FUNC) are left out; with pipefail, a
   # failure of cargo fuzz fails the script.
   cargo fuzz run -O "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -detect_leaks=$leaks 2>&1 |
-    grep -vE '^#[0-9]+ +(NEW|REDUCE|pulse)'
+    grep -vE '^#[0-9]+ +(NEW|REDUCE|pulse)|NEW_FUNC'
 done
