@@ -21,9 +21,10 @@ use batchd::config::Config;
 use batchd::engine::{retry_in, Failure};
 use batchd::split::{Compression, OnMissing};
 use batchd::store::jobs::{self, NewJob, PartRow, Reject, Settings, Task};
-use batchd::store::Store;
+use batchd::store::{Store, Tx};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use r2d2_sqlite::rusqlite;
 use serde_json::json;
 
 const ROWS_PER_PART: i64 = 10;
@@ -330,7 +331,7 @@ impl Driver {
         }
     }
 
-    fn write<R: Send + 'static>(&self, f: impl FnOnce(&jobs_tx::Tx) -> jobs_tx::Result<R> + Send + 'static) -> R {
+    fn write<R: Send + 'static>(&self, f: impl FnOnce(&Tx) -> rusqlite::Result<R> + Send + 'static) -> R {
         self.store.as_ref().unwrap().write(f).expect("store write")
     }
 
@@ -620,12 +621,6 @@ impl Driver {
         }
         Ok(())
     }
-}
-
-/// The rusqlite types the store's closures take, named once.
-mod jobs_tx {
-    pub use batchd::store::Tx;
-    pub type Result<T> = r2d2_sqlite::rusqlite::Result<T>;
 }
 
 #[test]
