@@ -1,5 +1,5 @@
 //! Crash points for tests. Built with `--features failpoints`, the process
-//! aborts (no destructors, no flush: as SIGKILL or a power cut leaves it) when it
+//! aborts (no destructors, no flush of its own buffers, as SIGKILL leaves it) when it
 //! reaches the point named by `BATCHD_FAILPOINT`, so a test can stop the daemon
 //! between exactly two steps of a claim or a commit and check what a restart
 //! makes of it. `NAME@N` aborts on the Nth time the point is reached, so a crash
