@@ -165,7 +165,7 @@ def main():
     totals = {}
     for jid in random.sample(completed, min(50, len(completed))):
         j = d.job(jid)
-        tally(totals, j["out_dir"], 10, 50)
+        tally(totals, j["out_dir"], 50)
     rc = d.stop()
     ok_db = integrity(data)
 

@@ -87,7 +87,7 @@ class Daemon:
         sys.exit("job %s did not end: %s" % (job_id, j))
 
 
-def check_parts(out_dir, want_parts, want_rows):
+def check_parts(out_dir):
     """Reads every part with zipfile (full CRC check): returns (rows seen, corrupt parts, stray files)."""
     rows, corrupt, stray = [], 0, []
     for name in sorted(os.listdir(out_dir)):
@@ -106,10 +106,10 @@ def check_parts(out_dir, want_parts, want_rows):
     return rows, corrupt, stray
 
 
-def tally(totals, out_dir, want_parts, want_rows):
+def tally(totals, out_dir, want_rows):
     """Adds one job's check_parts findings to `totals` (rows_lost,
     rows_duplicated, corrupt_parts, temp_files)."""
-    rows, bad, stray = check_parts(out_dir, want_parts, want_rows)
+    rows, bad, stray = check_parts(out_dir)
     totals["corrupt_parts"] = totals.get("corrupt_parts", 0) + bad
     totals["temp_files"] = totals.get("temp_files", 0) + len(stray)
     totals["rows_lost"] = totals.get("rows_lost", 0) + want_rows - len(set(rows))

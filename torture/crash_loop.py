@@ -51,7 +51,7 @@ def scenario_jobs(kills):
     for job_id in jobs:
         j = d.wait(job_id, 600)
         assert j["status"] == "COMPLETED", j
-        tally(out, j["out_dir"], 50, 10_000)
+        tally(out, j["out_dir"], 10_000)
     d.stop()
     out["integrity_check"] = integrity(data)
     shutil.rmtree(work, ignore_errors=True)
@@ -97,7 +97,7 @@ def scenario_campaign(kills):
         per_source = {}
         for j in jobs:
             per_source[j["sources"][0]] = per_source.get(j["sources"][0], 0) + 1
-            tally(out, j["out_dir"], 4, 40)
+            tally(out, j["out_dir"], 40)
         out["children"] += len(per_source)
         out["children_twice"] += sum(1 for n in per_source.values() if n > 1)
     d.stop()
