@@ -312,27 +312,37 @@ struct Driver {
 
 type Check = Result<(), TestCaseError>;
 
+/// A failure of the test's own footing (a write refused, a file not copied),
+/// told apart from a disagreement with the model.
+fn infra(what: impl std::fmt::Display, e: impl std::fmt::Debug) -> TestCaseError {
+    TestCaseError::fail(format!("{what} failed: {e:?}"))
+}
+
 impl Driver {
-    fn new(template: &Path, dir: &Path) -> Driver {
+    fn new(template: &Path, dir: &Path) -> Result<Driver, TestCaseError> {
         let path = dir.join("case.db");
-        std::fs::copy(template, &path).unwrap();
+        std::fs::copy(template, &path).map_err(|e| infra(format!("copying the template database to {}", path.display()), e))?;
         let mut config = Config::default();
         config.engine.max_attempts = 3;
         config.engine.backoff_base_ms = 0;
         config.hooks.max_attempts = 2;
         config.hooks.backoff_seconds = 0.0;
-        Driver {
-            store: Some(Store::open(&path, 1).unwrap()),
+        Ok(Driver {
+            store: Some(Store::open(&path, 1).map_err(|e| infra(format!("opening {}", path.display()), e))?),
             path,
             config,
             held: Vec::new(),
             model: Model::default(),
             seq: 0,
-        }
+        })
     }
 
-    fn write<R: Send + 'static>(&self, f: impl FnOnce(&Tx) -> rusqlite::Result<R> + Send + 'static) -> R {
-        self.store.as_ref().unwrap().write(f).expect("store write")
+    /// A write the store refuses (a constraint, a full disk) fails the case with
+    /// its reason rather than panicking, so the shrunk sequence and the reason
+    /// are what the failure prints.
+    fn write<R: Send + 'static>(&self, f: impl FnOnce(&Tx) -> rusqlite::Result<R> + Send + 'static) -> Result<R, TestCaseError> {
+        let store = self.store.as_ref().expect("the driver always holds a store between steps");
+        store.write(f).map_err(|e| infra("a store write", e))
     }
 
     fn apply(&mut self, op: &Op) -> Check {
@@ -363,7 +373,7 @@ impl Driver {
                     out_dir: format!("/out/{id}"),
                     idempotency: None,
                 };
-                let got = self.write(move |tx| jobs::create(tx, &job));
+                let got = self.write(move |tx| jobs::create(tx, &job))?;
                 prop_assert_eq!(got, Ok((id.clone(), true)));
                 self.model.jobs.push(MJob {
                     id: id.clone(),
@@ -386,7 +396,7 @@ impl Driver {
                 let got = self.write({
                     let id = id.clone();
                     move |tx| jobs::submit(tx, &id)
-                });
+                })?;
                 prop_assert_eq!(got.is_ok(), draft, "submit {} -> {:?}", id, got);
                 if draft {
                     self.model.job(&id).status = "QUEUED";
@@ -402,7 +412,7 @@ impl Driver {
                 let got = self.write({
                     let id = id.clone();
                     move |tx| jobs::cancel(tx, &id)
-                });
+                })?;
                 prop_assert_eq!(got.is_ok(), open, "cancel {} -> {:?}", id, got);
                 if open {
                     self.model.job(&id).status = "CANCELLED";
@@ -410,7 +420,7 @@ impl Driver {
                 }
             }
             Op::Claim => {
-                let got = self.write(jobs::claim);
+                let got = self.write(jobs::claim)?;
                 let want = self.model.claim();
                 prop_assert_eq!(got.as_ref().map(|t| t.id), want, "claim order");
                 if let Some(t) = got {
@@ -423,9 +433,9 @@ impl Driver {
                     return Ok(());
                 }
                 let task = self.held.remove(slot % self.held.len());
-                self.complete(task, outcome);
+                self.complete(task, outcome)?;
             }
-            Op::Crash => self.restart(),
+            Op::Crash => self.restart()?,
         }
         Ok(())
     }
@@ -434,7 +444,7 @@ impl Driver {
         (!self.model.jobs.is_empty()).then(|| &self.model.jobs[i % self.model.jobs.len()])
     }
 
-    fn complete(&mut self, task: Task, outcome: Outcome) {
+    fn complete(&mut self, task: Task, outcome: Outcome) -> Check {
         let failure = match outcome {
             Outcome::Transient => Some(Failure::Transient),
             Outcome::BadInput => Some(Failure::BadInput),
@@ -445,15 +455,15 @@ impl Driver {
             let retry = retry_in(&self.config, failure, task.attempts as u32);
             let t = task.clone();
             let error = json!({"code": "TEST", "message": format!("{failure:?}")});
-            self.write(move |tx| jobs::task_failed(tx, &t, &error, retry));
+            self.write(move |tx| jobs::task_failed(tx, &t, &error, retry))?;
             self.model.failed(&task, retry.is_some());
-            return;
+            return Ok(());
         }
         if let Outcome::Stopped = outcome {
             let (id, job) = (task.id, task.job_id.clone());
-            self.write(move |tx| jobs::stopped(tx, id, &job));
+            self.write(move |tx| jobs::stopped(tx, id, &job))?;
             self.model.stopped(&task);
-            return;
+            return Ok(());
         }
         let t = task.clone();
         match task.kind.as_str() {
@@ -472,7 +482,7 @@ impl Driver {
                         comment: String::new(),
                     })
                     .collect();
-                self.write(move |tx| jobs::planned(tx, &t, &rows, true, parts * ROWS_PER_PART, &[]));
+                self.write(move |tx| jobs::planned(tx, &t, &rows, true, parts * ROWS_PER_PART, &[]))?;
                 self.model.planned(&task);
             }
             "PACK" => {
@@ -484,7 +494,7 @@ impl Driver {
                         jobs::task_done(tx, t.id, &t.job_id)?;
                     }
                     Ok(())
-                });
+                })?;
                 self.model.part_done(&task);
                 if record_only {
                     self.held.push(task);
@@ -493,30 +503,33 @@ impl Driver {
                 }
             }
             "HOOK" => {
-                self.write(move |tx| jobs::task_done(tx, t.id, &t.job_id));
+                self.write(move |tx| jobs::task_done(tx, t.id, &t.job_id))?;
                 self.model.task_done(task.id);
             }
             "FINISH" => {
-                self.write(move |tx| jobs::finish(tx, &t));
+                self.write(move |tx| jobs::finish(tx, &t))?;
                 self.model.finish(&task);
             }
-            other => panic!("unexpected task kind {other}"),
+            other => return Err(TestCaseError::fail(format!("the store handed out a task of unknown kind {other}"))),
         }
+        Ok(())
     }
 
     /// A crash: the store is dropped with tasks still RUNNING and reopened, and
     /// startup recovery runs, as `batchd serve` does.
-    fn restart(&mut self) {
+    fn restart(&mut self) -> Check {
         self.held.clear();
         drop(self.store.take());
-        self.store = Some(Store::open(&self.path, 1).unwrap());
-        self.write(jobs::recover);
+        let store = Store::open(&self.path, 1).map_err(|e| infra(format!("reopening {}", self.path.display()), e))?;
+        self.store = Some(store);
+        self.write(jobs::recover)?;
         self.model.restart();
+        Ok(())
     }
 
     /// Everything the database holds equals the model, and the invariants hold.
     fn check(&self) -> Check {
-        let store = self.store.as_ref().unwrap();
+        let store = self.store.as_ref().expect("the driver always holds a store between steps");
         let (db_jobs, db_tasks, counters, owed) = store
             .read(|c| {
                 let mut s = c.prepare("SELECT id, status, processed_rows, total_rows FROM jobs ORDER BY seq")?;
@@ -558,7 +571,7 @@ impl Driver {
                 )?;
                 Ok((db_jobs, db_tasks, counters, owed))
             })
-            .unwrap();
+            .map_err(|e| infra("reading the store back", e))?;
         let m = &self.model;
         let want_jobs: Vec<_> = m
             .jobs
@@ -609,11 +622,11 @@ impl Driver {
 
     /// Restart, then run everything to the end: nothing may be stuck.
     fn drain(&mut self) -> Check {
-        self.restart();
+        self.restart()?;
         for _ in 0..10_000 {
             self.apply(&Op::Claim)?;
             let Some(task) = self.held.pop() else { break };
-            self.complete(task, Outcome::Done);
+            self.complete(task, Outcome::Done)?;
             self.check()?;
         }
         for j in &self.model.jobs {
@@ -623,18 +636,32 @@ impl Driver {
     }
 }
 
+/// tmpfs when it has room to spare: each commit is fsynced, and this is about
+/// logic, not disks (on a disk the suite's 2,000 cases take about twice as
+/// long). A container's /dev/shm is often 64 MiB and shared with Chromium in
+/// the dashboard test running alongside, and a full one fails writes, so
+/// anything smaller than 1 GiB free is passed over for the temp directory.
+fn scratch_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let free = |p: &Path| -> Option<u64> {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `c` is a NUL-terminated path and `st` is a valid out-pointer.
+        (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    };
+    match free(shm) {
+        Some(bytes) if bytes >= 1 << 30 => shm.to_owned(),
+        _ => std::env::temp_dir(),
+    }
+}
+
 #[test]
 fn lifecycle_agrees_with_its_model() {
     let cases: u32 = std::env::var("BATCHD_LIFECYCLE_CASES")
         .ok()
         .map_or(2_000, |v| v.parse().expect("BATCHD_LIFECYCLE_CASES is a number"));
-    // tmpfs where there is one: each commit is fsynced, and this is about
-    // logic, not disks.
-    let base = if Path::new("/dev/shm").is_dir() {
-        Path::new("/dev/shm").to_owned()
-    } else {
-        std::env::temp_dir()
-    };
+    let base = scratch_dir();
+    eprintln!("lifecycle model: scratch databases under {}", base.display());
     let dir = tempfile::tempdir_in(base).unwrap();
     let template = dir.path().join("template.db");
     drop(Store::open(&template, 1).unwrap());
@@ -646,8 +673,8 @@ fn lifecycle_agrees_with_its_model() {
         ..RunnerConfig::default()
     });
     let result = runner.run(&prop::collection::vec(op(), 1..40), |ops| {
-        let case = tempfile::tempdir_in(dir.path()).unwrap();
-        let mut d = Driver::new(&template, case.path());
+        let case = tempfile::tempdir_in(dir.path()).map_err(|e| infra("making a case directory", e))?;
+        let mut d = Driver::new(&template, case.path())?;
         for op in &ops {
             d.apply(op)?;
             d.check()?;
@@ -657,7 +684,7 @@ fn lifecycle_agrees_with_its_model() {
         Ok(())
     });
     if let Err(e) = result {
-        panic!("the lifecycle disagrees with its model: {e}");
+        panic!("the lifecycle model test failed (a disagreement, or a store failure named as such): {e}");
     }
     eprintln!(
         "lifecycle model: {cases} sequences, {} steps, agree ({:.1} s)",
