@@ -165,8 +165,24 @@ impl Store {
             // A small page cache per reader: there is one reader per HTTP and engine
             // worker, and status queries touch few pages.
             .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON; PRAGMA cache_size = -512;"));
+        // r2d2's defaults cost a process three threads per pool that outlive it:
+        // its idle reaper is a job scheduled every 30 s on a thread pool of its
+        // own, and that pool finishes pending jobs before its threads exit, so
+        // each dropped Store left three threads (and their stack mappings)
+        // behind for up to 30 s. Reopening the store in a loop (the lifecycle
+        // test's crashes) ran the process out of memory mappings. Read
+        // connections to a local file need no reaping, and one thread that
+        // drops pending work with the pool is enough to open them.
+        let workers = scheduled_thread_pool::ScheduledThreadPool::builder()
+            .num_threads(1)
+            .thread_name_pattern("batchd-readers-{}")
+            .on_drop_behavior(scheduled_thread_pool::OnPoolDropBehavior::DiscardPendingScheduled)
+            .build();
         let pool = r2d2::Pool::builder()
             .max_size(readers.max(2))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .thread_pool(Arc::new(workers))
             .build(manager)
             .context("opening the read pool")?;
         let (tx, rx) = mpsc::channel::<WriteFn>();

@@ -14,10 +14,7 @@ const fail = (msg) => { console.error("dashboard test: " + msg); process.exit(1)
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync",
-         // A container's /dev/shm is often 64 MiB; Chromium fills it and crashes
-         // (and starves the tests beside it that use tmpfs) unless told to use /tmp.
-         "--disable-dev-shm-usage"],
+         "--disable-component-update", "--disable-sync"],
 });
 const result = { progress: [] };
 try {
