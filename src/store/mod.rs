@@ -96,10 +96,36 @@ impl Stop {
 
 #[derive(Clone)]
 pub struct Store {
-    tx: Sender<WriteFn>,
+    // Declared before `pool`, so it is dropped first: see `Writer`'s Drop.
+    writer: Arc<Writer>,
     pool: r2d2::Pool<SqliteConnectionManager>,
     pub path: PathBuf,
     pub bell: Arc<EventBell>,
+}
+
+/// The writer thread and the only way to reach it. Shared by every clone of a
+/// Store; the last one to go closes the database.
+struct Writer {
+    tx: Option<Sender<WriteFn>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    /// The last Store is gone: the writer commits what is queued, checkpoints
+    /// the WAL into the database file and closes before this returns. Without
+    /// the wait the close ran later on its own thread, so a store reopened at
+    /// once (a restart) raced it, and a copy of the file taken then (a backup,
+    /// a template) missed what was still in the WAL and read as malformed.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            // A write closure that dropped the last Store would otherwise wait
+            // for itself.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 fn pragma(conn: &Connection, name: &str, value: &str) -> anyhow::Result<String> {
@@ -187,11 +213,14 @@ impl Store {
             .context("opening the read pool")?;
         let (tx, rx) = mpsc::channel::<WriteFn>();
         // The writer exits when the last Store clone (and so the last sender) is dropped.
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("batchd-writer".into())
             .spawn(move || writer_loop(conn, rx))?;
         Ok(Store {
-            tx,
+            writer: Arc::new(Writer {
+                tx: Some(tx),
+                thread: Some(thread),
+            }),
             pool,
             path: path.to_owned(),
             bell: Arc::new(EventBell::default()),
@@ -218,7 +247,8 @@ impl Store {
             });
             (ok, deliver)
         });
-        self.tx.send(job).map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
+        let tx = self.writer.tx.as_ref().expect("the sender lives as long as any Store");
+        tx.send(job).map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
         let r = reply_rx
             .recv()
             .map_err(|_| anyhow::anyhow!("the database writer stopped before committing"))?;
@@ -268,5 +298,13 @@ fn writer_loop(mut conn: Connection, rx: Receiver<WriteFn>) {
         for d in delivers {
             d(outcome.clone());
         }
+    }
+    // Everything committed so far moves into the database file and the WAL is
+    // emptied, so the file alone is the whole database (the read connections
+    // are still open, so SQLite would not do this at close).
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+        Ok(0) => {}
+        Ok(_) => tracing::warn!("database: a reader was busy at close; the WAL is applied at the next start"),
+        Err(e) => tracing::warn!("database: checkpoint at close failed: {e}; the WAL is applied at the next start"),
     }
 }

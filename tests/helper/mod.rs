@@ -301,6 +301,36 @@ impl Env {
 }
 
 /// Polls `cond` every 10 ms until it holds or `timeout` passes.
+/// How many threads this process has now.
+pub fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+const ALONE: &str = "BATCHD_IT_ALONE";
+
+/// Runs one `#[ignore]`d test of this binary in a process of its own, for checks
+/// that count the process's threads, which the tests running beside them would
+/// disturb. Panics with the child's output if it failed; returns that output.
+pub fn run_alone(test: &str) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--ignored", "--nocapture", "--test-threads", "1"])
+        .env(ALONE, "1")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{test}, run alone, failed:\n{text}");
+    assert!(text.contains("1 passed"), "{test} did not run:\n{text}");
+    text
+}
+
+/// Asserts that this test was started by [`run_alone`].
+pub fn assert_alone() {
+    assert!(
+        std::env::var_os(ALONE).is_some(),
+        "this test is run in a process of its own by another test, not by hand"
+    );
+}
+
 pub fn wait_for(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
     let end = Instant::now() + timeout;
     while Instant::now() < end {

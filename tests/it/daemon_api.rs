@@ -566,6 +566,38 @@ fn stopping_the_daemon_returns_ok() {
     assert!(d.stop().is_ok());
 }
 
+/// A daemon that stops leaves nothing running: the HTTP, engine, trigger and
+/// database threads all end, so `run` can be called again in the same process
+/// (as these tests and an embedding program do) without threads piling up.
+#[test]
+fn a_stopped_daemon_leaves_no_threads_behind() {
+    let out = run_alone("daemon_api::start_stop_alone");
+    assert!(out.contains("start_stop_alone: 10 daemons"), "{out}");
+}
+
+#[test]
+#[ignore = "run in a process of its own by a_stopped_daemon_leaves_no_threads_behind"]
+fn start_stop_alone() {
+    assert_alone();
+    let env = Env::new();
+    let src = export(&env, "export.zip", 12, 100);
+    let before = threads();
+    let mut during = 0;
+    for _ in 0..10 {
+        let d = Daemon::start();
+        let staged = d.stage(&src);
+        let id = d.create(&json!({"sources": [staged], "batch_size": 5}));
+        assert_eq!(d.wait_job(&id, Duration::from_secs(30))["status"], "COMPLETED");
+        during = during.max(threads());
+        d.stop().expect("the daemon stops cleanly");
+    }
+    let settled = wait_for(|| threads() <= before, Duration::from_secs(5));
+    let after = threads();
+    eprintln!("start_stop_alone: 10 daemons, each ran a job; threads {before} before, up to {during} while running, {after} after");
+    assert!(during > before, "the count saw no daemon threads at all: {during}");
+    assert!(settled, "10 daemons left {} threads behind", after.saturating_sub(before));
+}
+
 /// A task over `engine.task_timeout_seconds` is stopped at an entry boundary and
 /// retried; when every attempt times out the job fails with TASK_TIMEOUT.
 #[test]

@@ -2,8 +2,12 @@
 //! is migrated forward at start, a database from a newer batchd is refused, and
 //! opening and dropping the store leaves no thread behind.
 
+use std::time::Duration;
+
 use batchd::store::Store;
 use r2d2_sqlite::rusqlite::Connection;
+
+use crate::helper::{assert_alone, run_alone, threads, wait_for};
 
 #[test]
 fn version_one_database_is_migrated_forward() {
@@ -43,38 +47,19 @@ fn database_from_a_newer_batchd_is_refused() {
     assert!(err.contains("newer") && err.contains("99"), "{err}");
 }
 
-/// How many threads the process has now.
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
-}
-
-const REOPEN_CHILD: &str = "BATCHD_IT_REOPEN_CHILD";
-
 /// Each dropped Store used to leave r2d2's three pool threads alive for up to
 /// 30 s (see `Store::open`), so a process that reopened its store in a loop ran
-/// out of memory mappings; the lifecycle test's crashes did, in CI. Counted in a
-/// process of its own (this binary, running only `reopen_child`), because the
-/// tests beside this one start and stop threads of their own.
+/// out of memory mappings; the lifecycle test's crashes did, in CI.
 #[test]
 fn reopening_the_store_leaves_no_threads_behind() {
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args(["--exact", "store::reopen_child", "--ignored", "--nocapture", "--test-threads", "1"])
-        .env(REOPEN_CHILD, "1")
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the child failed:\n{text}");
-    assert!(text.contains("reopen_child: 1000 opens"), "the child did not run its loop:\n{text}");
+    let out = run_alone("store::reopen_alone");
+    assert!(out.contains("reopen_alone: 1000 opens"), "{out}");
 }
 
 #[test]
 #[ignore = "run in a process of its own by reopening_the_store_leaves_no_threads_behind"]
-fn reopen_child() {
-    assert!(
-        std::env::var_os(REOPEN_CHILD).is_some(),
-        "run by reopening_the_store_leaves_no_threads_behind, not by hand"
-    );
+fn reopen_alone() {
+    assert_alone();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("batchd.db");
     drop(Store::open(&path, 2).unwrap());
@@ -86,8 +71,38 @@ fn reopen_child() {
         drop(store);
     }
     // The writer thread exits once its channel closes: give the last one a moment.
-    let settled = crate::helper::wait_for(|| threads() <= before, std::time::Duration::from_secs(5));
+    let settled = wait_for(|| threads() <= before, Duration::from_secs(5));
     let after = threads();
-    eprintln!("reopen_child: 1000 opens, threads {before} before, {after} after");
+    eprintln!("reopen_alone: 1000 opens, threads {before} before, {after} after");
     assert!(settled, "1000 opens and drops left {} threads behind", after.saturating_sub(before));
+}
+
+/// When the last Store is dropped the database file alone holds everything:
+/// the writer checkpoints the WAL and closes before the drop returns. Before,
+/// the close ran later on the writer's own thread, and a copy taken at once
+/// (the lifecycle test's template, or a backup after `batchd serve` exits)
+/// could miss what was still in the WAL and read as malformed.
+#[test]
+fn the_database_file_is_whole_once_the_store_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("batchd.db");
+    for round in 1..=50i64 {
+        let store = Store::open(&path, 2).unwrap();
+        store
+            .write(move |tx| batchd::store::jobs::event(tx, None, "test.round", serde_json::json!({ "round": round })))
+            .unwrap();
+        drop(store);
+        let copy = dir.path().join(format!("copy-{round}.db"));
+        std::fs::copy(&path, &copy).unwrap();
+        // Read with plain SQLite, not our store, and without the WAL beside it.
+        let c = Connection::open(&copy).unwrap();
+        let check: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok", "round {round}");
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM events WHERE kind = 'test.round'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, round, "round {round}: the copy lacks writes still in the WAL");
+        drop(c);
+        std::fs::remove_file(&copy).unwrap();
+    }
 }
