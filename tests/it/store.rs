@@ -106,3 +106,60 @@ fn the_database_file_is_whole_once_the_store_is_dropped() {
         std::fs::remove_file(&copy).unwrap();
     }
 }
+
+/// Reads a database file with Python's sqlite3 (not our store): the integrity
+/// check and the ids of its jobs.
+fn python_read(db: &std::path::Path) -> (String, Vec<String>) {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, json\n\
+             c = sqlite3.connect(sys.argv[1])\n\
+             print(json.dumps([c.execute('PRAGMA integrity_check').fetchone()[0],\n\
+                   [r[0] for r in c.execute('SELECT id FROM jobs ORDER BY seq')]]))",
+        ])
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The README's backups: while `batchd serve` runs, SQLite's online backup (here
+/// through Python's sqlite3) copies a database with every committed job; once it
+/// has stopped on SIGTERM, the file alone is the whole database. Draft jobs, so
+/// the daemon is idle and the check is about the file.
+#[test]
+fn backups_as_the_readme_says() {
+    use crate::helper::daemon::{Api, DaemonProcess};
+    let env = crate::helper::Env::new();
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let d = DaemonProcess::start(&data);
+    let ids: Vec<String> = (0..3).map(|_| d.create(&serde_json::json!({"submit": false}))).collect();
+    let db = data.join("batchd.db");
+
+    let online = env.path("online.db");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\nsqlite3.connect(sys.argv[1]).backup(sqlite3.connect(sys.argv[2]))",
+        ])
+        .arg(&db)
+        .arg(&online)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(python_read(&online), ("ok".to_owned(), ids.clone()), "online backup");
+
+    let (code, _) = d.terminate();
+    assert_eq!(code, Some(0));
+    let wal = data.join("batchd.db-wal");
+    assert!(
+        !wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0,
+        "the WAL is empty after a clean stop"
+    );
+    let copy = env.path("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    assert_eq!(python_read(&copy), ("ok".to_owned(), ids), "the file alone after a stop");
+}
