@@ -544,16 +544,33 @@ impl Api {
         let parsed: Value = Self::json(body)?;
         let b: CreateBody = serde_json::from_value(parsed.clone()).map_err(|e| fail(400, "BAD_REQUEST", e.to_string()))?;
         match b.kind.as_deref() {
+            // A field of the other kind would be ignored; a client that sent it
+            // meant something, so it is refused rather than dropped.
             None | Some("ingest") => {
-                if b.parent.is_some() || b.start_position.is_some() || b.campaign_id.is_some() || b.settings.is_some() {
+                if b.parent.is_some()
+                    || b.start_position.is_some()
+                    || b.campaign_id.is_some()
+                    || b.campaign_total_children.is_some()
+                    || b.pattern.is_some()
+                    || b.settings.is_some()
+                {
                     return Err(fail(
                         400,
                         "BAD_REQUEST",
-                        "parent, start_position, campaign_id and settings belong to \"kind\": \"parent\"",
+                        "parent, start_position, campaign_id, campaign_total_children, pattern and settings belong to \"kind\": \"parent\"",
                     ));
                 }
             }
-            Some("parent") => return self.create_parent(b),
+            Some("parent") => {
+                if b.compression.is_some() || b.on_missing_file.is_some() || b.manifest.is_some() || b.file_column.is_some() {
+                    return Err(fail(
+                        400,
+                        "BAD_REQUEST",
+                        "a parent job's children take compression, on_missing_file, manifest and file_column in \"settings\"",
+                    ));
+                }
+                return self.create_parent(b);
+            }
             Some(k) => return Err(fail(400, "BAD_REQUEST", format!("kind {k:?} is not one of \"ingest\", \"parent\""))),
         }
         if b.sources.is_empty() && b.submit {

@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """schemathesis (from PyPI) against docs/openapi.yaml and a live daemon.
 
-Starts `batchd serve` on 127.0.0.1 in a temp data dir (with one real archive in
-its inbox root, so generated jobs can also succeed), runs every schemathesis
-phase (examples, coverage, fuzzing, stateful) with the given checks, then checks
+Starts `batchd serve` on 127.0.0.1 in a temp data dir holding real inputs: an
+archive, a directory of child archives for a campaign, and a schedule's
+directory, with one cron schedule configured. schemathesis runs on a copy of
+docs/openapi.yaml that adds request examples naming those real paths (and the
+schedule's name), so the examples phase runs and the stateful phase gets real
+job and campaign ids to follow its links with; random data alone almost never
+names a file that exists. It runs every phase (examples, coverage, fuzzing,
+stateful) with the given checks, then checks
 the daemon is still up, answers /healthz, and its database passes
 integrity_check. Prints the figures; exits non-zero on any failure.
 
@@ -24,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import ROOT, Daemon, make_zip  # noqa: E402
@@ -51,11 +58,37 @@ def main():
         sys.exit("schemathesis is not installed: pip install schemathesis")
     work = tempfile.mkdtemp(prefix="batchd-schemathesis-")
     data = os.path.join(work, "data")
-    os.makedirs(os.path.join(data, "in"))
-    make_zip(os.path.join(data, "in", "sample.zip"), 30, 100)
-    d = Daemon(data).start()
+    inbox = os.path.join(data, "in")
+    children = os.path.join(inbox, "children")
+    swept = os.path.join(inbox, "swept")
+    for d in (children, swept):
+        os.makedirs(d)
+    sample = os.path.join(inbox, "sample.zip")
+    make_zip(sample, 30, 100)
+    for i in range(3):
+        make_zip(os.path.join(children, "child-%d.zip" % i), 4, 50, seed=i)
+    make_zip(os.path.join(swept, "nightly.zip"), 5, 50)
+    config = os.path.join(work, "batchd.toml")
+    with open(config, "w") as f:
+        f.write('[[schedule]]\nname = "nightly"\ncron = "0 2 * * *"\ntimezone = "UTC"\ndir = %s\n'
+                % json.dumps(swept))
+    spec = os.path.join(work, "openapi.yaml")
+    with open(os.path.join(ROOT, "docs", "openapi.yaml")) as f:
+        doc = yaml.safe_load(f)
+    media = lambda path, method: doc["paths"][path][method]["requestBody"]["content"]["application/json"]
+    media("/v1/jobs", "post")["examples"] = {
+        "queued": {"value": {"sources": [sample], "batch_size": 10}},
+        "draft": {"value": {"submit": False, "batch_size": 10}},
+    }
+    media("/v1/campaigns", "post")["examples"] = {
+        "campaign": {"value": {"parent": children, "batch_size": 2, "pattern": "*.zip"}},
+    }
+    doc["components"]["parameters"]["ScheduleName"]["example"] = "nightly"
+    with open(spec, "w") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    d = Daemon(data, config).start()
     report = os.path.join(work, "report")
-    cmd = ["schemathesis", "run", os.path.join(ROOT, "docs", "openapi.yaml"),
+    cmd = ["schemathesis", "run", spec,
            "--url", "http://%s:%s" % (d.host, d.port),
            "--header", "Authorization: Bearer " + d.token,
            "--checks", a.checks, "--max-examples", str(a.max_examples),

@@ -259,6 +259,22 @@ fn bad_campaign_requests_are_refused_with_a_reason() {
         "an outside runner's campaign"
     );
     assert_eq!(d.post("/v1/jobs", &json!({"kind": "parent", "batch_size": 2})).status, 400);
+    // A field of the other kind is refused, not ignored.
+    let r = d.post(
+        "/v1/jobs",
+        &json!({"kind": "parent", "parent": coll, "batch_size": 2, "compression": "deflate"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.json["error"]["message"].as_str().unwrap().contains("\"settings\""), "{}", r.text);
+    for (k, v) in [
+        ("campaign_total_children", json!(0)),
+        ("pattern", json!("*.zip")),
+        ("campaign_id", json!("x")),
+    ] {
+        let r = d.post("/v1/jobs", &json!({"submit": false, k: v}));
+        assert_eq!(r.status, 400, "ingest with {k}: {}", r.text);
+        assert!(r.json["error"]["message"].as_str().unwrap().contains(k), "{}", r.text);
+    }
     assert_eq!(d.post("/v1/jobs", &json!({"kind": "other", "sources": ["x"]})).status, 400);
     let list = d.get("/v1/campaigns").json;
     assert_eq!(list["campaigns"].as_array().unwrap().len(), 2);
