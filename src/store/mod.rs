@@ -4,6 +4,8 @@
 //! writer thread that owns the only write connection and commits queued writes in
 //! batches, and the small pool of read-only connections. Engine workers and HTTP
 //! handlers never hold a write connection: they hand closures to the writer.
+//! The last `Store` to be dropped waits for the writer to checkpoint the WAL and
+//! close, so from then on the database file alone is the whole database.
 
 pub mod jobs;
 pub mod retention;
