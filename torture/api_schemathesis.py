@@ -99,7 +99,8 @@ def main():
            "--report", "json", "--report-dir", report,
            "--request-timeout", "30", "--suppress-health-check", "all"]
     started = time.time()
-    run = subprocess.run(cmd, capture_output=True, text=True)
+    # In the work dir: schemathesis keeps a cache under ./.schemathesis.
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
     took = time.time() - started
     print(run.stdout)
     alive = d.proc.poll() is None

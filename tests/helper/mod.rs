@@ -300,7 +300,6 @@ impl Env {
     }
 }
 
-/// Polls `cond` every 10 ms until it holds or `timeout` passes.
 /// How many threads this process has now.
 pub fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
@@ -331,6 +330,17 @@ pub fn assert_alone() {
     );
 }
 
+/// Waits up to 5 s for this process's thread count to fall back to `before`
+/// (threads of things just dropped may still be exiting); panics naming `what`
+/// if it does not. Returns the count then.
+pub fn threads_settle(before: usize, what: &str) -> usize {
+    let settled = wait_for(|| threads() <= before, Duration::from_secs(5));
+    let after = threads();
+    assert!(settled, "{what} left {} threads behind", after.saturating_sub(before));
+    after
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes.
 pub fn wait_for(mut cond: impl FnMut() -> bool, timeout: Duration) -> bool {
     let end = Instant::now() + timeout;
     while Instant::now() < end {

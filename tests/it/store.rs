@@ -2,12 +2,10 @@
 //! is migrated forward at start, a database from a newer batchd is refused, and
 //! opening and dropping the store leaves no thread behind.
 
-use std::time::Duration;
-
 use batchd::store::Store;
 use r2d2_sqlite::rusqlite::Connection;
 
-use crate::helper::{assert_alone, run_alone, threads, wait_for};
+use crate::helper::{assert_alone, run_alone, threads, threads_settle};
 
 #[test]
 fn version_one_database_is_migrated_forward() {
@@ -70,11 +68,8 @@ fn reopen_alone() {
         assert_eq!(n, 0);
         drop(store);
     }
-    // The writer thread exits once its channel closes: give the last one a moment.
-    let settled = wait_for(|| threads() <= before, Duration::from_secs(5));
-    let after = threads();
+    let after = threads_settle(before, "1000 opens and drops");
     eprintln!("reopen_alone: 1000 opens, threads {before} before, {after} after");
-    assert!(settled, "1000 opens and drops left {} threads behind", after.saturating_sub(before));
 }
 
 /// When the last Store is dropped the database file alone holds everything:
