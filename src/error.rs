@@ -30,6 +30,9 @@ pub enum Error {
     #[error("ARCHIVE_BOMB: {}{detail}; raise the limit only if you trust the source", entry_prefix(.entry))]
     ArchiveBomb { entry: Option<String>, detail: String },
 
+    #[error("UNSUPPORTED_FORMAT: {detail}")]
+    UnsupportedFormat { detail: String },
+
     #[error("ARCHIVE_CORRUPT: {}{detail}", entry_prefix(.entry))]
     ArchiveCorrupt { entry: Option<String>, detail: String },
 
@@ -136,6 +139,7 @@ impl Error {
             Error::NameCollision { .. } => "NAME_COLLISION",
             Error::ArchiveBomb { .. } => "ARCHIVE_BOMB",
             Error::ArchiveCorrupt { .. } => "ARCHIVE_CORRUPT",
+            Error::UnsupportedFormat { .. } => "UNSUPPORTED_FORMAT",
             Error::ManifestMissing { .. } => "MANIFEST_MISSING",
             Error::ManifestAmbiguous { .. } => "MANIFEST_AMBIGUOUS",
             Error::ManifestMissingColumn { .. } => "MANIFEST_MISSING_COLUMN",

@@ -55,3 +55,6 @@ mod ui;
 mod api_abuse;
 #[path = "it/lifecycle.rs"]
 mod lifecycle;
+
+#[path = "it/compat.rs"]
+mod compat;

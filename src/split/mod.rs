@@ -12,6 +12,7 @@ pub mod names;
 mod pack;
 pub mod plan;
 pub mod source;
+pub mod sparse;
 mod stream;
 pub mod tarread;
 pub mod zipread;
@@ -152,6 +153,8 @@ pub struct Summary {
     pub parts: Vec<PartSummary>,
     pub bytes: u64,
     pub seconds: f64,
+    /// Metadata entries that hold no file (volume labels, ACLs), skipped.
+    pub ignored_entries: tarread::Ignored,
 }
 
 /// Indexes the source and plans its parts without writing anything.
@@ -177,7 +180,17 @@ pub fn split(opts: &SplitOptions, progress: &Progress) -> Result<Summary> {
     if opts.batch_size == 0 {
         return Err(Error::InvalidArgument("--batch-size must be at least 1".into()));
     }
+    let created = !opts.out.exists();
     fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, "creating the output directory", e))?;
+    let result = split_into(opts, progress, started);
+    if result.is_err() && created {
+        // Only an empty directory goes: a cancelled split keeps its parts there.
+        let _ = fs::remove_dir(&opts.out);
+    }
+    result
+}
+
+fn split_into(opts: &SplitOptions, progress: &Progress, started: Instant) -> Result<Summary> {
     let _lock = lock_dir(&opts.out)?;
     let kind = source::detect(&opts.source)?;
     let stem = source::stem(&opts.source);
@@ -354,6 +367,7 @@ fn summary(opts: &SplitOptions, src: &Source, plan: &Plan, parts: Vec<PartSummar
         bytes: parts.iter().map(|p| p.bytes).sum(),
         parts,
         seconds: started.elapsed().as_secs_f64(),
+        ignored_entries: src.ignored.clone(),
     }
 }
 

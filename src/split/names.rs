@@ -113,7 +113,11 @@ impl DosTime {
     };
 
     /// Converts Unix seconds (UTC) to a DOS timestamp, clamped to 1980..=2107.
+    /// DOS time counts in steps of two seconds; an odd second is rounded up, as
+    /// Info-ZIP rounds, so a ZIP made by Info-ZIP and a tar of the same files
+    /// give the same parts (the one rule for every source kind).
     pub fn from_unix(secs: i64) -> DosTime {
+        let secs = secs.saturating_add(secs.rem_euclid(2));
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
@@ -171,5 +175,7 @@ mod tests {
         assert_eq!(t.date, ((2021 - 1980) << 9) | (3 << 5) | 4);
         assert_eq!(t.time, (5 << 11) | (6 << 5) | 4);
         assert_eq!(DosTime::from_unix(0), DosTime::EPOCH);
+        // An odd second rounds up, like Info-ZIP: 05:06:09 -> 05:06:10.
+        assert_eq!(DosTime::from_unix(1_614_834_369).time, (5 << 11) | (6 << 5) | 5);
     }
 }

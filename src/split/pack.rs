@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
@@ -12,7 +11,8 @@ use rayon::prelude::*;
 
 use super::names::DosTime;
 use super::plan::{part_entry_name, PartPlan, Plan};
-use super::source::{Entry, Loc, Source};
+use super::source::{tar_data, Entry, Loc, Source};
+use super::sparse::{Expand, ExpandRead};
 use super::zipwrite::{Body, PartWriter, Written};
 use super::{zipread, Compression, Progress, SplitOptions};
 use crate::error::{Error, Result};
@@ -108,14 +108,18 @@ fn fill(w: &mut PartWriter, src: &Source, plan: &Plan, part: &PartPlan, opts: &S
                     |out, out_path| zipread::copy_raw_verified(f, &src.path, e, *data_start, *csize, *method, &mut buf, out, out_path),
                 )?;
             }
-            Loc::Tar { data_start } => {
+            Loc::Tar { data_start, sparse } => {
                 let f = archive.as_ref().expect("TAR is open");
-                let mut r = AtReader {
-                    file: f,
-                    pos: *data_start,
-                    end: data_start + e.size,
-                };
-                add_plain(w, name, e, deflate, &src.path, &mut r, &mut buf)?;
+                match sparse {
+                    None => add_plain(w, name, e, deflate, &src.path, &mut tar_data(f, *data_start, e.size), &mut buf)?,
+                    Some(m) => {
+                        let mut r = ExpandRead {
+                            expand: Expand::new((**m).clone()),
+                            stored: tar_data(f, *data_start, m.stored()),
+                        };
+                        add_plain(w, name, e, deflate, &src.path, &mut r, &mut buf)?;
+                    }
+                }
             }
             Loc::File(p) => {
                 // One byte past the size, so a file that grew is noticed.
@@ -127,25 +131,6 @@ fn fill(w: &mut PartWriter, src: &Source, plan: &Plan, part: &PartPlan, opts: &S
         progress.bytes_done.fetch_add(e.size, Ordering::Relaxed);
     }
     Ok(())
-}
-
-/// Reads `[pos, end)` of a file with positioned reads, so workers share nothing.
-struct AtReader<'a> {
-    file: &'a File,
-    pos: u64,
-    end: u64,
-}
-
-impl Read for AtReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = ((self.end - self.pos) as usize).min(buf.len());
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
 }
 
 /// Fills `buf` as far as the reader goes; returns how much it got.

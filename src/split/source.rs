@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::names::DosTime;
+use super::sparse::{Expand, ExpandRead, SparseMap};
+use super::tarread::Ignored;
 use super::{tarread, zipread};
 use crate::error::{Error, Result};
 
@@ -59,8 +61,9 @@ pub enum SourceKind {
 pub enum Loc {
     /// Inside a ZIP: raw data at `data_start`, `csize` bytes, compressed with `method`.
     Zip { data_start: u64, csize: u64, method: u16 },
-    /// Inside a plain tar, at this offset, uncompressed.
-    Tar { data_start: u64 },
+    /// Inside a plain tar: stored data at this offset, uncompressed; a sparse
+    /// file's map says where those bytes go in the real file.
+    Tar { data_start: u64, sparse: Option<Box<SparseMap>> },
     /// Inside a compressed tar: reachable only by streaming it again.
     Stream,
     /// A file of a directory source.
@@ -84,6 +87,8 @@ pub struct Source {
     pub stem: String,
     pub entries: Vec<Entry>,
     captured: HashMap<String, Vec<u8>>,
+    /// Metadata entries (volume labels, ACLs) skipped while indexing.
+    pub ignored: Ignored,
 }
 
 /// Decides the kind of `path` from its first bytes.
@@ -120,7 +125,39 @@ pub fn detect(path: &Path) -> Result<SourceKind> {
     if head.len() == 512 && (&head[257..262] == b"ustar" || tarread::checksum_ok(head)) {
         return Ok(SourceKind::Tar);
     }
-    Err(Error::corrupt(None, "not a ZIP, TAR or TAR.GZ archive (unrecognised first bytes)"))
+    if let Some((format, tool)) = outer_compression(head) {
+        return Err(Error::UnsupportedFormat {
+            detail: format!("the source is compressed with {format}; batchd reads ZIP, TAR, TAR.GZ and directories: decompress it first ({tool}) or repack it as .tar.gz"),
+        });
+    }
+    // Bytes before a ZIP (a self-extractor's stub, a zipapp's #! line, padding):
+    // like unzip, bsdtar and Python, find the end record and work back from it.
+    let len = meta.len();
+    if zipread::find_directory(&f, path, len).is_ok() {
+        return Ok(SourceKind::Zip);
+    }
+    Err(Error::corrupt(
+        None,
+        "not a ZIP, TAR or TAR.GZ archive (unrecognised first bytes, and no ZIP end record)",
+    ))
+}
+
+/// Compressions and archive formats batchd does not read, by their magic bytes,
+/// so the refusal says what the file is instead of "unrecognised".
+fn outer_compression(head: &[u8]) -> Option<(&'static str, &'static str)> {
+    const KNOWN: &[(&[u8], &str, &str)] = &[
+        (b"BZh", "bzip2", "bunzip2"),
+        (b"\xFD7zXZ\x00", "xz", "unxz"),
+        (b"\x28\xB5\x2F\xFD", "zstd", "unzstd"),
+        (b"\x1F\x9D", "Unix compress (.Z)", "uncompress"),
+        (b"\x1F\xA0", "LZH compress", "gzip -d"),
+        (b"LZIP", "lzip", "lzip -d"),
+        (b"\x04\x22\x4D\x18", "LZ4", "unlz4"),
+        (b"\x89LZO", "lzop", "lzop -d"),
+        (b"7z\xBC\xAF\x27\x1C", "7-Zip (.7z)", "7z x"),
+        (b"Rar!\x1A\x07", "RAR", "unrar x"),
+    ];
+    KNOWN.iter().find(|(magic, _, _)| head.starts_with(magic)).map(|&(_, f, t)| (f, t))
 }
 
 /// The part-name stem: the file name without its archive extensions.
@@ -144,15 +181,19 @@ impl Source {
     /// `exclude` keeps the output directory out of a directory source.
     pub fn open(path: &Path, limits: &Limits, capture: &dyn Fn(&str) -> bool, exclude: Option<&Path>) -> Result<Source> {
         let kind = detect(path)?;
+        let mut ignored = Ignored::default();
         let (entries, captured) = match kind {
             SourceKind::Zip => (zipread::index(path, limits)?, HashMap::new()),
             SourceKind::Tar | SourceKind::TarGz => {
                 let idx = tarread::index(path, kind == SourceKind::TarGz, limits, capture)?;
+                ignored = idx.ignored;
                 (idx.entries, idx.captured)
             }
             SourceKind::Dir => (index_dir(path, limits, exclude)?, HashMap::new()),
         };
-        Source::from_index(path, kind, entries, captured)
+        let mut src = Source::from_index(path, kind, entries, captured)?;
+        src.ignored = ignored;
+        Ok(src)
     }
 
     /// Builds a source from an index made elsewhere (the TAR.GZ single pass),
@@ -180,6 +221,7 @@ impl Source {
             stem,
             entries,
             captured,
+            ignored: Ignored::default(),
         })
     }
 
@@ -207,11 +249,23 @@ impl Source {
                 .get(&e.name)
                 .cloned()
                 .ok_or_else(|| Error::corrupt(Some(&e.name), "entry content was not captured while indexing")),
-            Loc::Tar { data_start } => {
+            Loc::Tar { data_start, sparse } => {
                 let f = File::open(&self.path).map_err(|err| Error::io(&self.path, "opening", err))?;
                 let mut buf = vec![0u8; e.size as usize];
-                f.read_exact_at(&mut buf, *data_start)
-                    .map_err(|err| Error::io(&self.path, "reading", err))?;
+                let stored = sparse.as_ref().map_or(e.size, |m| m.stored());
+                let at = tar_data(&f, *data_start, stored);
+                let read = match sparse {
+                    None => {
+                        let mut r = at;
+                        r.read_exact(&mut buf)
+                    }
+                    Some(m) => ExpandRead {
+                        expand: Expand::new((**m).clone()),
+                        stored: at,
+                    }
+                    .read_exact(&mut buf),
+                };
+                read.map_err(|err| Error::io(&self.path, "reading", err))?;
                 Ok(buf)
             }
             Loc::File(p) => {
@@ -222,6 +276,34 @@ impl Source {
                 Ok(data)
             }
         }
+    }
+}
+
+/// Reads the stored bytes `[data_start, data_start + stored)` of a plain tar with
+/// positioned reads, so parallel packers share nothing.
+pub fn tar_data(file: &File, data_start: u64, stored: u64) -> AtReader<'_> {
+    AtReader {
+        file,
+        pos: data_start,
+        end: data_start + stored,
+    }
+}
+
+pub struct AtReader<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for AtReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = ((self.end - self.pos) as usize).min(buf.len());
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

@@ -471,20 +471,26 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
     let (tx, rx, back_tx, pool) = channels();
     let mut rx = Some((rx, back_tx));
     let mut total = 0u64;
+    let mut ignored = tarread::Ignored::default();
 
     std::thread::scope(|scope| {
         let mut handle = None;
         let decoded = (|| -> Result<()> {
             let mut tar = TarStream::new(tarread::open_input(path, true, &opts.limits)?, path);
             while let Some(h) = tar.next_entry()? {
-                if !matches!(h.kind, TarKind::File) {
-                    continue;
+                match h.kind {
+                    TarKind::File => {}
+                    TarKind::Dir => continue,
+                    TarKind::Ignored(what) => {
+                        ignored.add(&h.raw_name, what);
+                        continue;
+                    }
                 }
                 check_cancel(progress)?;
                 if entries.len() >= opts.limits.max_entries {
                     return Err(Error::bomb(None, format!("more than {} entries", opts.limits.max_entries)));
                 }
-                check_size(&h.raw_name, h.size, h.size, &opts.limits, &mut total)?;
+                check_size(&h.raw_name, h.size, tarread::stored_size(&h), &opts.limits, &mut total)?;
                 let idx = entries.len();
                 let time = DosTime::from_unix(h.mtime);
                 let crc;
@@ -599,7 +605,8 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
             (Ok(()), Ok(done)) => done,
         };
         let finish = (|| -> Result<SinglePass> {
-            let source = Source::from_index(path, SourceKind::TarGz, std::mem::take(&mut entries), std::mem::take(&mut captured))?;
+            let mut source = Source::from_index(path, SourceKind::TarGz, std::mem::take(&mut entries), std::mem::take(&mut captured))?;
+            source.ignored = std::mem::take(&mut ignored);
             let plan = plan::build(&source, opts)?;
             Ok(SinglePass {
                 source,

@@ -46,52 +46,122 @@ fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], at: u64) -> Result<()
 /// The end-of-central-directory facts we need.
 pub(crate) struct Directory {
     pub entries: u64,
+    /// Where the central directory really starts in the file.
     pub cd_offset: u64,
     pub cd_size: u64,
     pub comment: Vec<u8>,
+    /// Bytes in front of the archive that its recorded offsets do not count (a
+    /// self-extractor's stub glued on without `zip -A`, padding): added to every
+    /// recorded offset, as unzip, bsdtar and Python do.
+    pub shift: u64,
 }
 
+/// Finds the end record the way unzip, bsdtar and Python do: the last signature
+/// in the final 64 KiB that describes a real central directory. A candidate that
+/// does not (a `PK\5\6` inside a comment, a `PK\6\7` inside a name) gives way
+/// to an earlier one; a comment cut short is taken as far as it goes.
 pub(crate) fn find_directory(file: &File, path: &Path, len: u64) -> Result<Directory> {
     if len < 22 {
         return Err(Error::corrupt(None, format!("{len} bytes is too short to be a ZIP archive")));
     }
     let tail_len = len.min(22 + 65_535 + 20) as usize;
     let mut tail = vec![0u8; tail_len];
-    read_exact_at(file, path, &mut tail, len - tail_len as u64)?;
-    let pos = (0..=tail_len - 22)
-        .rev()
-        .find(|&i| u32le(&tail, i) == EOCD_SIG && i + 22 + u16le(&tail, i + 20) as usize <= tail_len)
-        .ok_or_else(|| Error::corrupt(None, "no end-of-central-directory record (truncated or not a ZIP)"))?;
-    let eocd = &tail[pos..];
-    let eocd_at = len - (tail_len - pos) as u64;
-    let comment = eocd[22..22 + u16le(eocd, 20) as usize].to_vec();
+    let base = len - tail_len as u64;
+    read_exact_at(file, path, &mut tail, base)?;
+    let mut first_err = None;
+    for i in (0..=tail_len - 22).rev().filter(|&i| u32le(&tail, i) == EOCD_SIG) {
+        match candidate(file, path, &tail, base, i) {
+            Ok(d) => return Ok(d),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.unwrap_or_else(|| Error::corrupt(None, "no end-of-central-directory record (truncated or not a ZIP)")))
+}
+
+fn candidate(file: &File, path: &Path, tail: &[u8], base: u64, i: usize) -> Result<Directory> {
+    let eocd = &tail[i..];
+    let eocd_at = base + i as u64;
+    let clen = u16le(eocd, 20) as usize;
+    let comment = eocd[22..(22 + clen).min(eocd.len())].to_vec();
     let (mut entries, mut cd_size, mut cd_offset) = (u16le(eocd, 10) as u64, u32le(eocd, 12) as u64, u32le(eocd, 16) as u64);
-    if u16le(eocd, 4) != 0 || u16le(eocd, 6) != 0 {
+    let saturated = entries == 0xFFFF || cd_size == 0xFFFF_FFFF || cd_offset == 0xFFFF_FFFF;
+    let mut multi_disk = u16le(eocd, 4) != 0 || u16le(eocd, 6) != 0;
+    let mut cd_end = eocd_at;
+    match zip64_record(file, path, tail, base, i)? {
+        Some(z) => {
+            // APPNOTE 4.4.1.4: with ZIP64, the classic fields (disks too) may be 0xFFFF.
+            (entries, cd_size, cd_offset, cd_end, multi_disk) = (z.entries, z.cd_size, z.cd_offset, z.at, z.multi_disk);
+        }
+        None if saturated => {
+            return Err(Error::corrupt(
+                None,
+                "the end record's fields are saturated but no ZIP64 end record precedes it",
+            ));
+        }
+        None => {}
+    }
+    if multi_disk {
         return Err(Error::corrupt(None, "multi-disk (spanned) ZIP archives are not supported"));
     }
-    if pos >= 20 && u32le(&tail, pos - 20) == ZIP64_LOCATOR_SIG {
-        let rec_at = u64le(&tail, pos - 20 + 8);
-        if rec_at + 56 > eocd_at {
-            return Err(Error::corrupt(None, "ZIP64 end record points past the end of the archive"));
+    let cd_start = cd_end
+        .checked_sub(cd_size)
+        .ok_or_else(|| Error::corrupt(None, "central directory lies outside the archive (truncated?)"))?;
+    let shift = cd_start
+        .checked_sub(cd_offset)
+        .ok_or_else(|| Error::corrupt(None, "central directory lies outside the archive (truncated?)"))?;
+    if entries > 0 {
+        let mut sig = [0u8; 4];
+        read_exact_at(file, path, &mut sig, cd_start)?;
+        if u32le(&sig, 0) != CDH_SIG {
+            return Err(Error::corrupt(None, "the end record does not point at a central directory"));
         }
-        let mut rec = [0u8; 56];
-        read_exact_at(file, path, &mut rec, rec_at)?;
-        if u32le(&rec, 0) != ZIP64_EOCD_SIG {
-            return Err(Error::corrupt(None, "bad ZIP64 end-of-central-directory signature"));
-        }
-        entries = u64le(&rec, 32);
-        cd_size = u64le(&rec, 40);
-        cd_offset = u64le(&rec, 48);
-    }
-    if cd_offset.checked_add(cd_size).is_none_or(|end| end > eocd_at) {
-        return Err(Error::corrupt(None, "central directory lies outside the archive (truncated?)"));
     }
     Ok(Directory {
         entries,
-        cd_offset,
+        cd_offset: cd_start,
         cd_size,
         comment,
+        shift,
     })
+}
+
+struct Zip64 {
+    at: u64,
+    entries: u64,
+    cd_size: u64,
+    cd_offset: u64,
+    multi_disk: bool,
+}
+
+/// The ZIP64 end record, when the 20 bytes before the end record are a real
+/// locator: one whose record carries its own signature, where the locator says
+/// or (with bytes in front of the archive) right before the locator.
+fn zip64_record(file: &File, path: &Path, tail: &[u8], base: u64, i: usize) -> Result<Option<Zip64>> {
+    if i < 20 || u32le(tail, i - 20) != ZIP64_LOCATOR_SIG {
+        return Ok(None);
+    }
+    let loc = &tail[i - 20..i];
+    let loc_at = base + (i - 20) as u64;
+    let mut rec = [0u8; 56];
+    for at in [Some(u64le(loc, 8)), loc_at.checked_sub(56)].into_iter().flatten() {
+        if at.checked_add(56).is_none_or(|e| e > loc_at) {
+            continue;
+        }
+        read_exact_at(file, path, &mut rec, at)?;
+        if u32le(&rec, 0) != ZIP64_EOCD_SIG {
+            continue;
+        }
+        return Ok(Some(Zip64 {
+            at,
+            entries: u64le(&rec, 32),
+            cd_size: u64le(&rec, 40),
+            cd_offset: u64le(&rec, 48),
+            multi_disk: u32le(loc, 4) != 0 || u32le(loc, 16) > 1 || u32le(&rec, 16) != 0 || u32le(&rec, 20) != 0,
+        }));
+    }
+    Ok(None)
 }
 
 /// Reads a ZIP's entries: regular files in central-directory order.
@@ -124,7 +194,7 @@ pub fn index(path: &Path, limits: &Limits) -> Result<Vec<Entry>> {
         let made_by_host = (u16le(h, 4) >> 8) as u8;
         let flags = u16le(h, 8);
         let method = u16le(h, 10);
-        let time = DosTime {
+        let mut time = DosTime {
             time: u16le(h, 12),
             date: u16le(h, 14),
         };
@@ -147,6 +217,11 @@ pub fn index(path: &Path, limits: &Limits) -> Result<Vec<Entry>> {
         while x + 4 <= extra.len() {
             let (id, sz) = (u16le(extra, x), u16le(extra, x + 2) as usize);
             let body = &extra[x + 4..(x + 4 + sz).min(extra.len())];
+            if let Some(secs) = exact_time(id, body) {
+                // The exact time, when the writer kept it, decides under the one rule
+                // every source kind follows (see DosTime::from_unix).
+                time = DosTime::from_unix(secs);
+            }
             if id == 0x0001 {
                 let mut p = 0;
                 let mut take = |v: &mut u64| -> Result<()> {
@@ -166,6 +241,9 @@ pub fn index(path: &Path, limits: &Limits) -> Result<Vec<Entry>> {
             x += 4 + sz;
         }
 
+        lho = lho
+            .checked_add(dir.shift)
+            .ok_or_else(|| Error::corrupt(Some(&name), "local header offset overflows"))?;
         let norm = names::normalize(&name)?;
         let file_type = if made_by_host == 3 { (ext_attr >> 16) & 0o170000 } else { 0 };
         match file_type {
@@ -195,6 +273,13 @@ pub fn index(path: &Path, limits: &Limits) -> Result<Vec<Entry>> {
                 entry: name,
                 kind: format!("compressed with method {method} (only stored and deflate are supported)"),
             });
+        }
+        // Some writers leave the low 32 bits in one classic size field and the
+        // real value in the ZIP64 extra only for the other: a stored entry's two
+        // sizes are one size, and the CRC check on copy proves the bytes.
+        if method == 0 && csize != usize_ && csize & 0xFFFF_FFFF == usize_ & 0xFFFF_FFFF {
+            csize = csize.max(usize_);
+            usize_ = csize;
         }
         if method == 0 && csize != usize_ {
             return Err(Error::corrupt(
@@ -245,6 +330,19 @@ pub fn index(path: &Path, limits: &Limits) -> Result<Vec<Entry>> {
         }
     }
     Ok(out)
+}
+
+/// The exact modification time from an extra field: the extended timestamp
+/// (0x5455, Info-ZIP and bsdtar) or NTFS times (0x000A, 7-Zip and Windows).
+fn exact_time(id: u16, body: &[u8]) -> Option<i64> {
+    match id {
+        0x5455 if body.len() >= 5 && body[0] & 1 != 0 => Some(u32le(body, 1) as i32 as i64),
+        0x000A if body.len() >= 32 && u16le(body, 4) == 1 && u16le(body, 6) >= 24 => {
+            let ticks = u64le(body, 8) as i128;
+            i64::try_from(ticks.div_euclid(10_000_000) - 11_644_473_600).ok()
+        }
+        _ => None,
+    }
 }
 
 /// Applies the per-entry, total and ratio caps to declared sizes.
