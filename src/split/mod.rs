@@ -7,6 +7,7 @@
 //! fsync, rename, directory fsync); identical input and settings give
 //! byte-identical parts; nothing is written outside the output directory.
 
+mod lookup;
 pub mod manifest;
 pub mod names;
 mod pack;

@@ -85,7 +85,7 @@ fn pack_one(src: &Source, plan: &Plan, part: &PartPlan, opts: &SplitOptions, pro
 fn fill(w: &mut PartWriter, src: &Source, plan: &Plan, part: &PartPlan, opts: &SplitOptions, progress: &Progress) -> Result<()> {
     let deflate = opts.compression == Compression::Deflate;
     let time = manifest_time(&src.entries, plan.manifest.entry.as_deref(), &part.files);
-    w.add_bytes(plan.manifest.part_name(), time, deflate, &part.manifest)?;
+    w.add_bytes(plan.manifest.part_name(), time, deflate, &plan.part_manifest(part))?;
     let archive = match src.kind {
         super::SourceKind::Zip | super::SourceKind::Tar => Some(File::open(&src.path).map_err(|e| Error::io(&src.path, "opening", e))?),
         _ => None,
@@ -121,7 +121,8 @@ fn fill(w: &mut PartWriter, src: &Source, plan: &Plan, part: &PartPlan, opts: &S
                     }
                 }
             }
-            Loc::File(p) => {
+            Loc::File => {
+                let p = &src.path.join(&e.name);
                 // One byte past the size, so a file that grew is noticed.
                 let mut r = File::open(p).map_err(|err| Error::io(p, "opening", err))?.take(e.size + 1);
                 add_plain(w, name, e, deflate, p, &mut r, &mut buf)?;

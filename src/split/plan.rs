@@ -3,12 +3,12 @@
 //! into parts of `batch_size` rows, each with its manifest bytes, its files in
 //! source order and a fingerprint that identifies the part's exact content.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::lookup::{Found, NameTable};
 use super::manifest::Manifest;
 use super::names::{self, Name};
 use super::source::{Entry, Source};
@@ -32,7 +32,8 @@ pub struct PartPlan {
     pub files: Vec<usize>,
     /// Sum of the files' sizes.
     pub payload_bytes: u64,
-    pub manifest: Vec<u8>,
+    /// This part's rows: a range of [`Plan::kept`].
+    pub kept: std::ops::Range<usize>,
     /// Goes into the part's ZIP comment; a rerun keeps a part only if it matches.
     pub comment: String,
 }
@@ -42,60 +43,97 @@ pub struct Plan {
     pub manifest: Manifest,
     pub file_column: String,
     pub rows: usize,
+    /// The rows packed, in manifest order (row indices); parts are consecutive ranges of it.
+    pub kept: Vec<u32>,
     pub skipped: Vec<SkippedRow>,
     pub unreferenced: Vec<String>,
     pub parts: Vec<PartPlan>,
 }
 
-enum Miss {
-    Missing,
-    Ambiguous(Vec<usize>),
+impl Plan {
+    /// The bytes of `part`'s manifest, made when the part is written rather than
+    /// kept for every part (they add up to the whole manifest again).
+    pub fn part_manifest(&self, part: &PartPlan) -> Vec<u8> {
+        self.manifest
+            .part_bytes(self.kept[part.kept.clone()].iter().map(|&r| &self.manifest.rows[r as usize]))
+    }
 }
 
-/// Looks manifest values up among the files below the manifest's folder.
+enum Miss {
+    Missing,
+    /// Several files have this bare name.
+    Ambiguous(String),
+}
+
+/// Looks manifest values up among the files below the manifest's folder, by
+/// relative path or by bare name (see [`super::lookup`] for why a table of our
+/// own).
 struct Resolver<'a> {
-    by_path: HashMap<&'a str, usize>,
-    by_base: HashMap<&'a str, Vec<usize>>,
+    entries: &'a [Entry],
+    root: &'a str,
+    by_path: NameTable,
+    by_base: NameTable,
 }
 
 impl<'a> Resolver<'a> {
-    fn new(entries: &'a [Entry], root: &str, manifest_idx: Option<usize>) -> Self {
-        let mut by_path = HashMap::with_capacity(entries.len());
-        let mut by_base: HashMap<&str, Vec<usize>> = HashMap::with_capacity(entries.len());
+    fn new(entries: &'a [Entry], root: &'a str, manifest_idx: Option<usize>) -> Self {
+        let mut r = Resolver {
+            entries,
+            root,
+            by_path: NameTable::with_capacity(entries.len()),
+            by_base: NameTable::with_capacity(entries.len()),
+        };
+        let rel = |i: u32| relative(&entries[i as usize].name, root);
         for (i, e) in entries.iter().enumerate() {
-            if Some(i) == manifest_idx {
+            if Some(i) == manifest_idx || !e.name.starts_with(root) {
                 continue;
             }
-            if let Some(rel) = e.name.strip_prefix(root) {
-                by_path.insert(rel, i);
-                by_base.entry(names::basename(rel)).or_default().push(i);
-            }
+            let name = rel(i as u32);
+            r.by_path.insert(name, i as u32, rel);
+            r.by_base.insert(names::basename(name), i as u32, |j| names::basename(rel(j)));
         }
-        Resolver { by_path, by_base }
+        r
+    }
+
+    fn rel(&self, i: u32) -> &'a str {
+        relative(&self.entries[i as usize].name, self.root)
     }
 
     fn resolve(&self, value: &[u8]) -> std::result::Result<usize, Miss> {
         let Some(key) = value_key(value) else { return Err(Miss::Missing) };
-        if let Some(&i) = self.by_path.get(key.as_str()) {
-            return Ok(i);
+        let key = key.as_ref();
+        if let Some(Found::One(i) | Found::Shared(i)) = self.by_path.get(key, |i| self.rel(i)) {
+            return Ok(i as usize);
         }
         if key.contains('/') {
             return Err(Miss::Missing);
         }
-        match self.by_base.get(key.as_str()).map(Vec::as_slice) {
-            Some([one]) => Ok(*one),
-            Some(many) if many.len() > 1 => Err(Miss::Ambiguous(many.to_vec())),
-            _ => Err(Miss::Missing),
+        match self.by_base.get(key, |i| names::basename(self.rel(i))) {
+            None => Err(Miss::Missing),
+            Some(Found::One(i)) => Ok(i as usize),
+            Some(Found::Shared(_)) => Err(Miss::Ambiguous(key.to_owned())),
         }
+    }
+
+    /// Every entry whose bare name is `key` (for the error that lists them).
+    fn sharing(&self, key: &str) -> Vec<String> {
+        (0..self.entries.len() as u32)
+            .filter(|&i| self.entries[i as usize].name.starts_with(self.root) && names::basename(self.rel(i)) == key)
+            .map(|i| self.entries[i as usize].name.clone())
+            .collect()
     }
 }
 
 /// The lookup key of a manifest value: trimmed, backslashes as slashes, `./`
-/// dropped; `None` for values that can never name a file of the source.
-pub fn value_key(value: &[u8]) -> Option<String> {
-    let value = std::str::from_utf8(value).ok()?.trim().replace('\\', "/");
-    match names::normalize(&value) {
-        Ok(Name::File(key)) => Some(key),
+/// dropped; `None` for values that can never name a file of the source. Values
+/// already in that form (nearly all) are borrowed, not copied.
+pub fn value_key(value: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    if names::is_canonical(value) {
+        return Some(std::borrow::Cow::Borrowed(value));
+    }
+    match names::normalize(&value.replace('\\', "/")) {
+        Ok(Name::File(key)) => Some(std::borrow::Cow::Owned(key)),
         _ => None,
     }
 }
@@ -130,16 +168,15 @@ pub fn build(src: &Source, opts: &SplitOptions) -> Result<Plan> {
         (Some(c), _) => manifest.column(c)?,
         (None, false) => 0,
         (None, true) => {
-            let counts: Vec<usize> = (0..manifest.headers.len())
-                // An ambiguous bare name still shows that the column names files.
-                .map(|c| {
-                    manifest
-                        .rows
-                        .iter()
-                        .filter(|r| r.fields.get(c).is_some_and(|v| !matches!(resolver.resolve(v), Err(Miss::Missing))))
-                        .count()
-                })
-                .collect();
+            // An ambiguous bare name still shows that the column names files.
+            let mut counts = vec![0usize; manifest.headers.len()];
+            manifest.each_record(|_, rec| {
+                for (c, v) in rec.iter().enumerate() {
+                    if !matches!(resolver.resolve(v), Err(Miss::Missing)) {
+                        counts[c] += 1;
+                    }
+                }
+            });
             let best = (0..counts.len())
                 .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))
                 .filter(|&c| counts[c] > 0);
@@ -157,34 +194,47 @@ pub fn build(src: &Source, opts: &SplitOptions) -> Result<Plan> {
     };
 
     // Resolve every row; decide what happens to rows whose file is absent.
-    let mut kept: Vec<(usize, usize)> = Vec::with_capacity(manifest.rows.len()); // (row, entry)
+    let mut kept: Vec<u32> = Vec::with_capacity(manifest.rows.len());
+    let mut files_of: Vec<u32> = Vec::with_capacity(manifest.rows.len());
     let mut skipped = Vec::new();
-    for (ri, row) in manifest.rows.iter().enumerate() {
-        let value = row.fields.get(column).unwrap_or_default();
+    let mut failure: Option<Error> = None;
+    manifest.each_record(|ri, rec| {
+        if failure.is_some() {
+            return;
+        }
+        let value = rec.get(column).unwrap_or_default();
+        let line = manifest.rows[ri].line;
         match resolver.resolve(value) {
-            Ok(e) => kept.push((ri, e)),
+            Ok(e) => {
+                kept.push(ri as u32);
+                files_of.push(e as u32);
+            }
             Err(miss) => {
                 let value = String::from_utf8_lossy(value).into_owned();
-                if let Miss::Ambiguous(c) = miss {
-                    return Err(Error::AmbiguousFile {
+                if let Miss::Ambiguous(key) = miss {
+                    failure = Some(Error::AmbiguousFile {
                         manifest: manifest.display.clone(),
-                        line: row.line,
+                        line,
                         value,
-                        candidates: c.iter().map(|&i| src.entries[i].name.clone()).collect(),
+                        candidates: resolver.sharing(&key),
                     });
+                    return;
                 }
                 match opts.on_missing_file {
                     OnMissing::Fail => {
-                        return Err(Error::MissingFile {
+                        failure = Some(Error::MissingFile {
                             manifest: manifest.display.clone(),
-                            line: row.line,
+                            line,
                             value,
                         })
                     }
-                    OnMissing::Skip => skipped.push(SkippedRow { line: row.line, value }),
+                    OnMissing::Skip => skipped.push(SkippedRow { line, value }),
                 }
             }
         }
+    });
+    if let Some(err) = failure {
+        return Err(err);
     }
     if kept.is_empty() {
         return Err(Error::ManifestEmpty {
@@ -194,8 +244,8 @@ pub fn build(src: &Source, opts: &SplitOptions) -> Result<Plan> {
     }
 
     let mut referenced = vec![false; src.entries.len()];
-    for &(_, e) in &kept {
-        referenced[e] = true;
+    for &e in &files_of {
+        referenced[e as usize] = true;
     }
     let unreferenced = src
         .entries
@@ -207,24 +257,24 @@ pub fn build(src: &Source, opts: &SplitOptions) -> Result<Plan> {
 
     let total_parts = kept.len().div_ceil(opts.batch_size);
     let mut parts = Vec::with_capacity(total_parts);
-    for (k, chunk) in kept.chunks(opts.batch_size).enumerate() {
+    for k in 0..total_parts {
         let n = k + 1;
-        let mut files: Vec<usize> = chunk.iter().map(|&(_, e)| e).collect();
+        let range = k * opts.batch_size..((k + 1) * opts.batch_size).min(kept.len());
+        let mut files: Vec<usize> = files_of[range.clone()].iter().map(|&e| e as usize).collect();
         files.sort_unstable();
         files.dedup();
-        let rows = chunk.iter().map(|&(r, _)| &manifest.rows[r]);
-        let part_manifest = manifest.part_bytes(rows);
+        let part_manifest = manifest.part_bytes(kept[range.clone()].iter().map(|&r| &manifest.rows[r as usize]));
         let payload_bytes = files.iter().map(|&i| src.entries[i].size).sum();
         let comment = fingerprint(&src.entries, &manifest, opts.compression, n, total_parts, &part_manifest, &files);
         parts.push(PartPlan {
             n,
             file_name: format!("{}-part{n}.zip", src.stem),
-            rows: chunk.len(),
-            first_line: manifest.rows[chunk[0].0].line,
-            last_line: manifest.rows[chunk[chunk.len() - 1].0].line,
+            rows: range.len(),
+            first_line: manifest.rows[kept[range.start] as usize].line,
+            last_line: manifest.rows[kept[range.end - 1] as usize].line,
             files,
             payload_bytes,
-            manifest: part_manifest,
+            kept: range,
             comment,
         });
     }
@@ -233,6 +283,7 @@ pub fn build(src: &Source, opts: &SplitOptions) -> Result<Plan> {
         rows: kept.len(),
         manifest,
         file_column,
+        kept,
         skipped,
         unreferenced,
         parts,

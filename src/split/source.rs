@@ -3,7 +3,7 @@
 //! are. The index is built once, checked for unsafe and duplicate names, and then
 //! read by the planner and the packers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -66,8 +66,9 @@ pub enum Loc {
     Tar { data_start: u64, sparse: Option<Box<SparseMap>> },
     /// Inside a compressed tar: reachable only by streaming it again.
     Stream,
-    /// A file of a directory source.
-    File(PathBuf),
+    /// A file of a directory source: at the source's path joined with the
+    /// entry's name (kept once, not per entry).
+    File,
 }
 
 #[derive(Debug, Clone)]
@@ -199,13 +200,7 @@ impl Source {
     /// Builds a source from an index made elsewhere (the TAR.GZ single pass),
     /// applying the same checks as [`Source::open`].
     pub fn from_index(path: &Path, kind: SourceKind, entries: Vec<Entry>, captured: HashMap<String, Vec<u8>>) -> Result<Source> {
-        let mut seen = HashSet::with_capacity(entries.len());
-        for e in &entries {
-            if !seen.insert(e.name.as_str()) {
-                return Err(Error::DuplicateEntry { entry: e.name.clone() });
-            }
-        }
-        super::names::check_collisions(entries.iter().map(|e| e.name.as_str()))?;
+        super::names::check_unique(entries.len(), |i| entries[i].name.as_str())?;
         let stem = if kind == SourceKind::Dir {
             let canon = fs::canonicalize(path).map_err(|e| Error::io(path, "resolving", e))?;
             canon
@@ -268,7 +263,8 @@ impl Source {
                 read.map_err(|err| Error::io(&self.path, "reading", err))?;
                 Ok(buf)
             }
-            Loc::File(p) => {
+            Loc::File => {
+                let p = &self.path.join(&e.name);
                 let data = fs::read(p).map_err(|err| Error::io(p, "reading", err))?;
                 if data.len() as u64 > max {
                     return Err(too_big());
@@ -351,7 +347,7 @@ fn index_dir(root: &Path, limits: &Limits, exclude: Option<&Path>) -> Result<Vec
                     size: meta.len(),
                     time: DosTime::from_unix(meta.mtime()),
                     crc: None,
-                    loc: Loc::File(item.path()),
+                    loc: Loc::File,
                 });
             } else {
                 return Err(Error::UnsupportedEntry {

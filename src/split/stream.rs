@@ -13,9 +13,11 @@
 //! stored last, rows skipped as missing, ambiguous names — is packed by a second
 //! pass that routes by the real plan.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 
 use super::manifest::{self, Manifest};
 use super::names::{self, DosTime};
@@ -63,15 +65,18 @@ enum Msg {
     },
 }
 
-/// What the writer needs to open part `t`.
+/// What the writer needs to open part `t` (its manifest bytes come from the
+/// writer's `manifest_of`, made when the part is opened).
 struct PartSpec {
     n: usize,
     path: std::path::PathBuf,
     manifest_name: String,
-    manifest: Vec<u8>,
     time: DosTime,
     rows: usize,
 }
+
+/// Makes the manifest bytes of part `t` when the writer opens it.
+type ManifestOf<'a> = Box<dyn Fn(usize) -> Vec<u8> + Send + 'a>;
 
 enum Done {
     Sealed(Sealed),
@@ -83,6 +88,7 @@ fn writer(
     rx: Receiver<Msg>,
     recycle: SyncSender<Vec<u8>>,
     specs: Vec<PartSpec>,
+    manifest_of: ManifestOf,
     deflate: bool,
     progress: &Progress,
 ) -> Result<Vec<Option<Done>>> {
@@ -101,7 +107,7 @@ fn writer(
                     size,
                 } => {
                     for &t in &targets {
-                        open_part(&mut writers, &specs, t, deflate)?.begin(&name, time, body, crc, size)?;
+                        open_part(&mut writers, &specs, &manifest_of, t, deflate)?.begin(&name, time, body, crc, size)?;
                     }
                     current = targets;
                 }
@@ -125,7 +131,13 @@ fn writer(
                     data,
                 } => {
                     for &t in &targets {
-                        open_part(&mut writers, &specs, t, deflate)?.begin(&name, time, body, Some(crc), data.len() as u64)?;
+                        open_part(&mut writers, &specs, &manifest_of, t, deflate)?.begin(
+                            &name,
+                            time,
+                            body,
+                            Some(crc),
+                            data.len() as u64,
+                        )?;
                         let w = writers[t].as_mut().expect("opened");
                         w.data(&data)?;
                         w.end()?;
@@ -162,11 +174,17 @@ fn writer(
 }
 
 /// The writer of part `t`, opened (with its manifest) on first use.
-fn open_part<'w>(writers: &'w mut [Option<PartWriter>], specs: &[PartSpec], t: usize, deflate: bool) -> Result<&'w mut PartWriter> {
+fn open_part<'w>(
+    writers: &'w mut [Option<PartWriter>],
+    specs: &[PartSpec],
+    manifest_of: &ManifestOf,
+    t: usize,
+    deflate: bool,
+) -> Result<&'w mut PartWriter> {
     if writers[t].is_none() {
         let spec = &specs[t];
         let mut w = PartWriter::create(&spec.path)?;
-        w.add_bytes(&spec.manifest_name, spec.time, deflate, &spec.manifest)?;
+        w.add_bytes(&spec.manifest_name, spec.time, deflate, &manifest_of(t))?;
         writers[t] = Some(w);
     }
     Ok(writers[t].as_mut().expect("opened above"))
@@ -269,23 +287,92 @@ fn read_whole<R: tarread::TarInput>(tar: &mut TarStream<R>, mut data: Vec<u8>) -
     Ok(data)
 }
 
+/// One candidate file column: each row's value key as a keyed 64-bit hash
+/// (16 bytes a row, no strings), sorted so a name's rows are one run. Routing
+/// here is only a guess that the real plan checks before any part is published,
+/// so a hash stands in for the value; the key is random per process, so a
+/// hostile manifest cannot aim collisions at it.
+struct Column {
+    keys: Vec<(u64, u32)>,
+    /// For the chosen column: hash → its run in `keys`, one probe per entry
+    /// (bisecting `keys` for each of 200,000 entries cost 2 s of cache misses).
+    runs: HashMap<u64, (u32, u32), BuildHasherDefault<Prehashed>>,
+}
+
+/// The keys of [`Column::runs`] are keyed hashes already.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+impl Column {
+    fn build(manifest: &Manifest, col: usize, hasher: &RandomState) -> Column {
+        let mut keys = Vec::with_capacity(manifest.rows.len());
+        manifest.each_record(|r, rec| {
+            if let Some(k) = rec.get(col).and_then(plan::value_key) {
+                keys.push((hasher.hash_one(k.as_ref()), r as u32));
+            }
+        });
+        keys.sort_unstable();
+        Column {
+            keys,
+            runs: HashMap::default(),
+        }
+    }
+
+    /// Indexes the runs, once the column is chosen.
+    fn index_runs(&mut self) {
+        let mut at = 0;
+        while at < self.keys.len() {
+            let h = self.keys[at].0;
+            let end = at + self.keys[at..].partition_point(|&(k, _)| k == h);
+            self.runs.insert(h, (at as u32, (end - at) as u32));
+            at = end;
+        }
+    }
+
+    /// Positions in `keys` of the rows whose value is `name`.
+    fn run(&self, hasher: &RandomState, name: &str) -> std::ops::Range<usize> {
+        let h = hasher.hash_one(name);
+        if !self.runs.is_empty() {
+            return self.runs.get(&h).map_or(0..0, |&(at, n)| at as usize..(at + n) as usize);
+        }
+        let from = self.keys.partition_point(|&(k, _)| k < h);
+        from..from + self.keys[from..].partition_point(|&(k, _)| k == h)
+    }
+}
+
 /// The provisional routing of the single pass, made from the manifest alone and
 /// the entries seen so far.
 struct Router {
-    manifest: Manifest,
+    manifest: Arc<Manifest>,
     batch: usize,
     parts: usize,
-    /// Candidate columns and, for each, normalised value → rows.
-    columns: Vec<(usize, HashMap<String, Vec<u32>>)>,
-    chosen: Option<usize>,
-    matched: HashSet<String>,
+    hasher: RandomState,
+    /// Candidate columns; once a file matches one, only that one is kept.
+    columns: Vec<Column>,
+    chosen: bool,
+    /// Per position in the chosen column: whether the value starting a run there
+    /// has already been matched by a file.
+    matched: Vec<bool>,
     remaining: Vec<usize>,
     files: Vec<Vec<usize>>,
     finished: Vec<bool>,
     /// Set when the guess went wrong for a part (a second file matched one value).
     spoiled: Vec<bool>,
     comments: Vec<String>,
-    part_manifests: Vec<Vec<u8>>,
 }
 
 impl Router {
@@ -294,32 +381,17 @@ impl Router {
             Some(c) => vec![manifest.column(c)?],
             None => (0..manifest.headers.len()).collect(),
         };
-        let columns = cols
-            .into_iter()
-            .map(|c| {
-                let mut map: HashMap<String, Vec<u32>> = HashMap::new();
-                for (r, row) in manifest.rows.iter().enumerate() {
-                    if let Some(k) = row.fields.get(c).and_then(plan::value_key) {
-                        map.entry(k).or_default().push(r as u32);
-                    }
-                }
-                (c, map)
-            })
-            .collect();
+        let hasher = RandomState::new();
+        let columns = cols.into_iter().map(|c| Column::build(&manifest, c, &hasher)).collect();
         let parts = manifest.rows.len().div_ceil(opts.batch_size);
-        let part_manifests = manifest
-            .rows
-            .chunks(opts.batch_size)
-            .map(|rows| manifest.part_bytes(rows.iter()))
-            .collect();
         Ok(Router {
-            part_manifests,
-            manifest,
+            manifest: Arc::new(manifest),
             batch: opts.batch_size,
             parts,
+            hasher,
             columns,
-            chosen: None,
-            matched: HashSet::new(),
+            chosen: false,
+            matched: Vec::new(),
             remaining: vec![0; parts],
             files: vec![Vec::new(); parts],
             finished: vec![false; parts],
@@ -336,7 +408,6 @@ impl Router {
                     n: p + 1,
                     path: opts.out.join(format!("{stem}-part{}.zip", p + 1)),
                     manifest_name: self.manifest.part_name().to_owned(),
-                    manifest: self.part_manifests[p].clone(),
                     time,
                     rows,
                 }
@@ -344,15 +415,29 @@ impl Router {
             .collect()
     }
 
-    fn hits<'k>(&self, slot: usize, rel: &'k str) -> Vec<(&'k str, &[u32])> {
-        let map = &self.columns[slot].1;
+    /// The manifest bytes of part `p` (all rows: the single pass skips none).
+    fn part_manifest(manifest: &Manifest, batch: usize, p: usize) -> Vec<u8> {
+        let rows = &manifest.rows[p * batch..((p + 1) * batch).min(manifest.rows.len())];
+        manifest.part_bytes(rows.iter())
+    }
+
+    /// Runs of `column` whose value is `rel` or, for a nested file, its bare name.
+    fn hits(&self, column: &Column, rel: &str) -> Vec<std::ops::Range<usize>> {
         let mut keys = vec![rel];
         if rel.contains('/') {
             keys.push(names::basename(rel));
         }
         keys.into_iter()
-            .filter_map(|k| map.get(k).map(|rows| (k, rows.as_slice())))
+            .map(|k| column.run(&self.hasher, k))
+            .filter(|r| !r.is_empty())
             .collect()
+    }
+
+    /// The parts of the rows at `run` of the chosen column.
+    fn parts_of(&self, run: std::ops::Range<usize>) -> Vec<usize> {
+        let mut parts: Vec<usize> = self.columns[0].keys[run].iter().map(|&(_, r)| r as usize / self.batch).collect();
+        parts.dedup();
+        parts
     }
 
     /// The parts that want entry `idx` named `name`.
@@ -364,34 +449,31 @@ impl Router {
         if Some(name) == self.manifest.entry.as_deref() {
             return Vec::new();
         }
-        if self.chosen.is_none() {
-            let Some(slot) = (0..self.columns.len()).find(|&s| !self.hits(s, rel).is_empty()) else {
+        if !self.chosen {
+            let Some(slot) = (0..self.columns.len()).find(|&s| !self.hits(&self.columns[s], rel).is_empty()) else {
                 return Vec::new();
             };
-            self.chosen = Some(slot);
+            let mut column = self.columns.swap_remove(slot);
+            column.index_runs();
+            self.columns = vec![column];
+            self.chosen = true;
+            self.matched = vec![false; self.columns[0].keys.len()];
             // Each part waits for one file per distinct value among its rows.
-            for (key, rows) in &self.columns[slot].1 {
-                let _ = key;
-                let mut parts: Vec<usize> = rows.iter().map(|&r| r as usize / self.batch).collect();
-                parts.dedup();
-                for p in parts {
+            let runs: Vec<(u32, u32)> = self.columns[0].runs.values().copied().collect();
+            for (at, n) in runs {
+                for p in self.parts_of(at as usize..(at + n) as usize) {
                     self.remaining[p] += 1;
                 }
             }
         }
-        let slot = self.chosen.expect("chosen above");
-        let hits: Vec<(String, Vec<usize>)> = self
-            .hits(slot, rel)
+        let hits: Vec<(usize, Vec<usize>)> = self
+            .hits(&self.columns[0], rel)
             .into_iter()
-            .map(|(k, rows)| {
-                let mut parts: Vec<usize> = rows.iter().map(|&r| r as usize / self.batch).collect();
-                parts.dedup();
-                (k.to_owned(), parts)
-            })
+            .map(|run| (run.start, self.parts_of(run)))
             .collect();
         let mut targets = Vec::new();
-        for (key, parts) in hits {
-            let first = self.matched.insert(key);
+        for (start, parts) in hits {
+            let first = !std::mem::replace(&mut self.matched[start], true);
             for p in parts {
                 if first {
                     self.remaining[p] -= 1;
@@ -415,7 +497,7 @@ impl Router {
     fn completed(&mut self, entries: &[Entry], compression: Compression) -> Vec<(usize, String)> {
         let mut out = Vec::new();
         for p in 0..self.parts {
-            if !self.finished[p] && self.chosen.is_some() && self.remaining[p] == 0 && !self.files[p].is_empty() {
+            if !self.finished[p] && self.chosen && self.remaining[p] == 0 && !self.files[p].is_empty() {
                 self.finished[p] = true;
                 let comment = plan::fingerprint(
                     entries,
@@ -423,7 +505,7 @@ impl Router {
                     compression,
                     p + 1,
                     self.parts,
-                    &self.part_manifests[p],
+                    &Self::part_manifest(&self.manifest, self.batch, p),
                     &self.files[p],
                 );
                 self.comments[p] = comment.clone();
@@ -432,6 +514,14 @@ impl Router {
         }
         out
     }
+}
+
+/// What the single pass guessed for each part, kept to compare with the plan.
+struct Guess {
+    parts: usize,
+    spoiled: Vec<bool>,
+    files: Vec<Vec<usize>>,
+    comments: Vec<String>,
 }
 
 enum Mode {
@@ -522,7 +612,9 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
                         if let Mode::Route(router) = &mut mode {
                             let specs = router.specs(opts, &stem, time);
                             let (rx, back_tx) = rx.take().expect("writer starts once");
-                            handle = Some(scope.spawn(move || writer(rx, back_tx, specs, deflate, progress)));
+                            let (manifest, batch) = (Arc::clone(&router.manifest), router.batch);
+                            let manifest_of: ManifestOf = Box::new(move |t| Router::part_manifest(&manifest, batch, t));
+                            handle = Some(scope.spawn(move || writer(rx, back_tx, specs, manifest_of, deflate, progress)));
                             for (i, data) in pending {
                                 let e = &entries[i];
                                 let targets = router.route(i, &e.name);
@@ -604,6 +696,17 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
             (_, Err(e)) => return Err(e),
             (Ok(()), Ok(done)) => done,
         };
+        // Only the guess is needed from here on: the router's index and its copy
+        // of the manifest go before the real plan makes its own.
+        let guess = match std::mem::replace(&mut mode, Mode::IndexOnly) {
+            Mode::Route(r) => Some(Guess {
+                parts: r.parts,
+                spoiled: r.spoiled,
+                files: r.files,
+                comments: r.comments,
+            }),
+            _ => None,
+        };
         let finish = (|| -> Result<SinglePass> {
             let mut source = Source::from_index(path, SourceKind::TarGz, std::mem::take(&mut entries), std::mem::take(&mut captured))?;
             source.ignored = std::mem::take(&mut ignored);
@@ -621,13 +724,9 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
                 return Err(e);
             }
         };
-        let router = match &mode {
-            Mode::Route(r) => Some(r),
-            _ => None,
-        };
         for (t, d) in sealed.into_iter().enumerate() {
             let Some(Done::Sealed(s)) = d else { continue };
-            let router = router.expect("parts are only sealed while routing");
+            let router = guess.as_ref().expect("parts are only sealed while routing");
             let ok = result.plan.parts.len() == router.parts
                 && !router.spoiled[t]
                 && result.plan.parts[t].files == router.files[t]
@@ -666,7 +765,6 @@ pub fn second_pass(src: &Source, plan: &Plan, todo: &[&PartPlan], opts: &SplitOp
             n: p.n,
             path: p.path(&opts.out),
             manifest_name: plan.manifest.part_name().to_owned(),
-            manifest: p.manifest.clone(),
             time: manifest_time(&src.entries, plan.manifest.entry.as_deref(), &p.files),
             rows: p.rows,
         })
@@ -680,7 +778,8 @@ pub fn second_pass(src: &Source, plan: &Plan, todo: &[&PartPlan], opts: &SplitOp
     let mut remaining: Vec<usize> = todo.iter().map(|p| p.files.len()).collect();
     let (tx, rx, back_tx, pool) = channels();
     std::thread::scope(|scope| {
-        let handle = scope.spawn(|| writer(rx, back_tx, specs, deflate, progress));
+        let manifest_of: ManifestOf = Box::new(|t| plan.part_manifest(todo[t]));
+        let handle = scope.spawn(|| writer(rx, back_tx, specs, manifest_of, deflate, progress));
         let decoded = (|| -> Result<()> {
             let mut tar = TarStream::new(tarread::open_input(&src.path, true, &opts.limits)?, &src.path);
             let mut k = 0usize;
