@@ -119,11 +119,9 @@ pub fn check_unique<'a>(count: usize, name: impl Fn(usize) -> &'a str) -> Result
 /// or trailing slash, no backslash, NUL or drive letter.
 pub fn is_canonical(name: &str) -> bool {
     let b = name.as_bytes();
-    !name.is_empty()
-        && !b.contains(&b'\\')
-        && !b.contains(&0)
-        && !(b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':')
-        && name.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+    let drive = b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':';
+    let odd = name.is_empty() || drive || b.contains(&b'\\') || b.contains(&0);
+    !odd && name.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
 /// The last path segment of a normalised name.
