@@ -40,7 +40,7 @@ impl Default for Limits {
             max_total_bytes: 4 << 40,
             max_ratio: 200,
             ratio_floor_bytes: 1 << 20,
-            max_entries: 2_000_000,
+            max_entries: 4_000_000,
             max_manifest_bytes: 256 << 20,
         }
     }
