@@ -86,6 +86,44 @@ impl NameTable {
     }
 }
 
+/// A set of names as a bit array that fits in the processor's cache: "surely
+/// not here" without touching the table. Detecting the file column looks up
+/// every value of every column, nearly all of them misses, and each miss in a
+/// table of 200,000 names is a cache miss (a third of a dry run's time before).
+/// Eight bits a name: about one miss in nine still goes on to the table.
+pub struct Filter {
+    bits: Vec<u64>,
+    mask: u64,
+    hasher: RandomState,
+}
+
+impl Filter {
+    pub fn with_capacity(n: usize) -> Self {
+        let bits = (n.saturating_mul(8)).next_power_of_two().max(64);
+        Filter {
+            bits: vec![0; bits / 64],
+            mask: bits as u64 - 1,
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn bit(&self, key: &str) -> (usize, u64) {
+        let b = self.hasher.hash_one(key) & self.mask;
+        ((b / 64) as usize, 1 << (b % 64))
+    }
+
+    pub fn insert(&mut self, key: &str) {
+        let (w, m) = self.bit(key);
+        self.bits[w] |= m;
+    }
+
+    /// False only when `key` was never inserted.
+    pub fn may_contain(&self, key: &str) -> bool {
+        let (w, m) = self.bit(key);
+        self.bits[w] & m != 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +144,17 @@ mod tests {
         // f{k}.jpg is the bare name of entries 2k and 2k+1.
         assert_eq!(by_base.get("f3.jpg", base), Some(Found::Shared(6)));
         assert_eq!(by_path.get("dir0/f9999.jpg", |j| names[j as usize].as_str()), None);
+    }
+
+    #[test]
+    fn filter_never_forgets_and_rejects_most_strangers() {
+        let mut f = Filter::with_capacity(10_000);
+        let names: Vec<String> = (0..10_000).map(|i| format!("scan_{i:05}.tif")).collect();
+        for n in &names {
+            f.insert(n);
+        }
+        assert!(names.iter().all(|n| f.may_contain(n)));
+        let strangers = (0..10_000).filter(|i| f.may_contain(&format!("title {i}"))).count();
+        assert!(strangers < 2_000, "{strangers} of 10,000 strangers passed the filter");
     }
 }

@@ -454,12 +454,12 @@ fn verify_existing(path: &Path, comment: &str) -> Option<zipwrite::Written> {
     }
     let entries = zipread::index(path, &Limits::default()).ok()?;
     let f = File::open(path).ok()?;
-    let mut buf = Vec::new();
+    let mut win = zipread::Window::whole(&f, path).ok()?;
     for e in &entries {
         let source::Loc::Zip { data_start, csize, method } = e.loc else {
             return None;
         };
-        zipread::copy_raw_verified(&f, path, e, data_start, csize, method, &mut buf, &mut io::sink(), path).ok()?;
+        zipread::copy_raw_verified(&mut win, e, data_start, csize, method, &mut io::sink(), path).ok()?;
     }
     let bytes = f.metadata().ok()?.len();
     Some(zipwrite::Written {

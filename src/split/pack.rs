@@ -91,13 +91,16 @@ fn fill(w: &mut PartWriter, src: &Source, plan: &Plan, part: &PartPlan, opts: &S
         _ => None,
     };
     let mut buf = Vec::with_capacity(256 * 1024);
+    let mut zip_window = match (&archive, src.kind) {
+        (Some(f), super::SourceKind::Zip) => Some(zipread::Window::whole(f, &src.path)?),
+        _ => None,
+    };
     for &i in &part.files {
         check_cancel(progress)?;
         let e = &src.entries[i];
         let name = part_entry_name(e, &plan.manifest.root);
         match &e.loc {
             Loc::Zip { data_start, csize, method } => {
-                let f = archive.as_ref().expect("ZIP is open");
                 w.add_raw(
                     name,
                     e.time,
@@ -105,7 +108,17 @@ fn fill(w: &mut PartWriter, src: &Source, plan: &Plan, part: &PartPlan, opts: &S
                     e.crc.expect("ZIP entries carry a CRC"),
                     *csize,
                     e.size,
-                    |out, out_path| zipread::copy_raw_verified(f, &src.path, e, *data_start, *csize, *method, &mut buf, out, out_path),
+                    |out, out_path| {
+                        zipread::copy_raw_verified(
+                            zip_window.as_mut().expect("ZIP is open"),
+                            e,
+                            *data_start,
+                            *csize,
+                            *method,
+                            out,
+                            out_path,
+                        )
+                    },
                 )?;
             }
             Loc::Tar { data_start, sparse } => {

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::lookup::{Found, NameTable};
+use super::lookup::{Filter, Found, NameTable};
 use super::manifest::Manifest;
 use super::names::{self, Name};
 use super::source::{Entry, Source};
@@ -73,6 +73,8 @@ struct Resolver<'a> {
     root: &'a str,
     by_path: NameTable,
     by_base: NameTable,
+    /// Every key of both tables.
+    known: Filter,
 }
 
 impl<'a> Resolver<'a> {
@@ -82,6 +84,7 @@ impl<'a> Resolver<'a> {
             root,
             by_path: NameTable::with_capacity(entries.len()),
             by_base: NameTable::with_capacity(entries.len()),
+            known: Filter::with_capacity(entries.len() * 2),
         };
         let rel = |i: u32| relative(&entries[i as usize].name, root);
         for (i, e) in entries.iter().enumerate() {
@@ -91,6 +94,8 @@ impl<'a> Resolver<'a> {
             let name = rel(i as u32);
             r.by_path.insert(name, i as u32, rel);
             r.by_base.insert(names::basename(name), i as u32, |j| names::basename(rel(j)));
+            r.known.insert(name);
+            r.known.insert(names::basename(name));
         }
         r
     }
@@ -102,6 +107,9 @@ impl<'a> Resolver<'a> {
     fn resolve(&self, value: &[u8]) -> std::result::Result<usize, Miss> {
         let Some(key) = value_key(value) else { return Err(Miss::Missing) };
         let key = key.as_ref();
+        if !self.known.may_contain(key) {
+            return Err(Miss::Missing);
+        }
         if let Some(Found::One(i) | Found::Shared(i)) = self.by_path.get(key, |i| self.rel(i)) {
             return Ok(i as usize);
         }

@@ -50,6 +50,68 @@ fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], at: u64) -> Result<()
     })
 }
 
+/// Reads pieces of a file through one buffer. Reading each 1 KB entry (and,
+/// while indexing, each local header) with its own `pread` cost 400,000 system
+/// calls for 200,000 entries, a fifth of a split; so when a piece starts close
+/// after the last one (a dense run of small entries) the window is refilled with
+/// [`WINDOW`] bytes and the next pieces come from memory. A piece far from the
+/// last one is read alone, so scattered entries read nothing extra.
+pub struct Window<'f> {
+    file: &'f File,
+    path: &'f Path,
+    /// Never read past this offset (the end of the entries' area).
+    limit: u64,
+    buf: Vec<u8>,
+    start: u64,
+    last_end: u64,
+}
+
+const WINDOW: usize = 256 * 1024;
+/// A piece this close after the previous one counts as part of a dense run.
+const DENSE_GAP: u64 = 8 * 1024;
+
+impl<'f> Window<'f> {
+    pub fn new(file: &'f File, path: &'f Path, limit: u64) -> Self {
+        Window {
+            file,
+            path,
+            limit,
+            buf: Vec::new(),
+            start: 0,
+            last_end: u64::MAX,
+        }
+    }
+
+    /// A window over the whole file.
+    pub fn whole(file: &'f File, path: &'f Path) -> Result<Self> {
+        let len = file.metadata().map_err(|e| Error::io(path, "reading metadata of", e))?.len();
+        Ok(Window::new(file, path, len))
+    }
+
+    /// The `n` bytes at `at` (`n` at most [`WINDOW`] to stay within the buffer's size).
+    pub fn get(&mut self, at: u64, n: usize) -> Result<&[u8]> {
+        let end = at + n as u64;
+        let hit = at >= self.start && end <= self.start + self.buf.len() as u64;
+        if !hit {
+            let dense = at >= self.last_end && at - self.last_end < DENSE_GAP;
+            let want = if dense {
+                (n.max(WINDOW) as u64).min(self.limit.saturating_sub(at)).max(n as u64)
+            } else {
+                n as u64
+            };
+            self.buf.resize(want as usize, 0);
+            self.start = at;
+            if let Err(e) = read_exact_at(self.file, self.path, &mut self.buf, at) {
+                self.buf.clear();
+                return Err(e);
+            }
+        }
+        self.last_end = end;
+        let from = (at - self.start) as usize;
+        Ok(&self.buf[from..from + n])
+    }
+}
+
 /// The end-of-central-directory facts we need.
 pub(crate) struct Directory {
     pub entries: u64,
@@ -188,6 +250,7 @@ pub fn index(path: &Path, limits: &Limits) -> Result<Vec<Entry>> {
     let mut cd = vec![0u8; dir.cd_size as usize];
     read_exact_at(&file, path, &mut cd, dir.cd_offset)?;
 
+    let mut headers = Window::new(&file, path, dir.cd_offset);
     let mut out = Vec::with_capacity(dir.entries as usize);
     // (local header offset, end of data, name) for the overlap check.
     let mut spans: Vec<(u64, u64, usize)> = Vec::with_capacity(dir.entries as usize);
@@ -295,15 +358,14 @@ pub fn index(path: &Path, limits: &Limits) -> Result<Vec<Entry>> {
             ));
         }
         // Local header: its name and extra lengths decide where the data starts.
-        let mut lfh = [0u8; 30];
         if lho.checked_add(30).is_none_or(|e| e > dir.cd_offset) {
             return Err(Error::corrupt(Some(&name), "local header lies outside the archive"));
         }
-        read_exact_at(&file, path, &mut lfh, lho)?;
-        if u32le(&lfh, 0) != LFH_SIG {
+        let lfh = headers.get(lho, 30)?;
+        if u32le(lfh, 0) != LFH_SIG {
             return Err(Error::corrupt(Some(&name), "bad local header signature"));
         }
-        let data_start = lho + 30 + u16le(&lfh, 26) as u64 + u16le(&lfh, 28) as u64;
+        let data_start = lho + 30 + u16le(lfh, 26) as u64 + u16le(lfh, 28) as u64;
         let data_end = data_start
             .checked_add(csize)
             .filter(|&e| e <= dir.cd_offset)
@@ -406,13 +468,11 @@ const CP437_HIGH: [char; 128] = [
 /// `cancelled` is polled between chunks so a cancel stops within one buffer.
 #[allow(clippy::too_many_arguments)]
 pub fn copy_raw_verified(
-    file: &File,
-    path: &Path,
+    win: &mut Window,
     entry: &Entry,
     data_start: u64,
     csize: u64,
     method: u16,
-    buf: &mut Vec<u8>,
     out: &mut dyn Write,
     out_path: &Path,
 ) -> Result<()> {
@@ -424,14 +484,12 @@ pub fn copy_raw_verified(
     let mut produced: u64 = 0;
     let mut done: u64 = 0;
     let mut ended = method != 8;
-    buf.resize(256 * 1024, 0);
     while done < csize {
-        let n = ((csize - done) as usize).min(buf.len());
-        read_exact_at(file, path, &mut buf[..n], data_start + done).map_err(|e| match e {
+        let n = ((csize - done) as usize).min(WINDOW);
+        let chunk = win.get(data_start + done, n).map_err(|e| match e {
             Error::ArchiveCorrupt { detail, .. } => Error::corrupt(name, detail),
             other => other,
         })?;
-        let chunk = &buf[..n];
         done += n as u64;
         match inflater.as_mut() {
             None => {
@@ -503,8 +561,7 @@ pub fn read_entry(path: &Path, entry: &Entry, max: u64) -> Result<Vec<u8>> {
     }
     let file = File::open(path).map_err(|e| Error::io(path, "opening", e))?;
     let mut raw = Vec::new();
-    let mut buf = Vec::new();
-    copy_raw_verified(&file, path, entry, data_start, csize, method, &mut buf, &mut raw, path)?;
+    copy_raw_verified(&mut Window::whole(&file, path)?, entry, data_start, csize, method, &mut raw, path)?;
     if method == 0 {
         return Ok(raw);
     }
