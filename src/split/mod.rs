@@ -7,14 +7,18 @@
 //! fsync, rename, directory fsync); identical input and settings give
 //! byte-identical parts; nothing is written outside the output directory.
 
+mod handoff;
 mod lookup;
 pub mod manifest;
 pub mod names;
 mod pack;
 pub mod plan;
+mod route;
 pub mod source;
 pub mod sparse;
 mod stream;
+pub mod tarheader;
+pub mod tarinput;
 pub mod tarread;
 pub mod zipread;
 pub mod zipwrite;

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::names::DosTime;
 use super::sparse::{Expand, ExpandRead, SparseMap};
 use super::tarread::Ignored;
-use super::{tarread, zipread};
+use super::{tarheader, tarread, zipread};
 use crate::error::{Error, Result};
 
 /// Caps that keep hostile or accidental inputs from exhausting memory or disk.
@@ -123,7 +123,7 @@ pub fn detect(path: &Path) -> Result<SourceKind> {
     if head.starts_with(&[0x1f, 0x8b]) {
         return Ok(SourceKind::TarGz);
     }
-    if head.len() == 512 && (&head[257..262] == b"ustar" || tarread::checksum_ok(head)) {
+    if head.len() == 512 && (&head[257..262] == b"ustar" || tarheader::checksum_ok(head)) {
         return Ok(SourceKind::Tar);
     }
     if let Some((format, tool)) = outer_compression(head) {

@@ -14,19 +14,20 @@
 //! pass that routes by the real plan.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
+use super::handoff::{channels, discard_all, writer, Done, ManifestOf, Msg, Outbox, PartSpec, Pool};
 use super::manifest::{self, Manifest};
-use super::names::{self, DosTime};
+use super::names::DosTime;
 use super::pack::{changed, check_cancel, manifest_time};
 use super::plan::{self, part_entry_name, PartPlan, Plan};
+use super::route::Router;
 use super::source::{Entry, Loc, Source, SourceKind};
+use super::tarinput::{open_input, TarInput};
 use super::tarread::{self, TarKind, TarStream};
 use super::zipread::check_size;
-use super::zipwrite::{Body, PartWriter, Sealed, Written};
+use super::zipwrite::Written;
 use super::{Compression, OnMissing, Progress, SplitOptions};
 use crate::error::{Error, Result};
 
@@ -35,245 +36,9 @@ const WHOLE: u64 = 1 << 20;
 const CHUNK: usize = 256 * 1024;
 /// Data of entries seen before the manifest that we hold on to, hoping it follows.
 const PENDING_MAX: u64 = 16 << 20;
-/// Messages in flight between the decoder and the writer (bounds memory).
-const CHANNEL: usize = 16;
-/// Small whole entries travel in batches of up to this many bytes or entries.
-const BATCH_BYTES: usize = 256 * 1024;
-const BATCH_ENTRIES: usize = 512;
-
-/// What the decoder tells the writer thread.
-enum Msg {
-    Begin {
-        targets: Vec<usize>,
-        name: String,
-        time: DosTime,
-        crc: Option<u32>,
-        size: u64,
-    },
-    Data(Vec<u8>),
-    End,
-    /// Begin, Data and End of a small entry in one message.
-    Whole {
-        targets: Vec<usize>,
-        name: String,
-        time: DosTime,
-        crc: u32,
-        data: Vec<u8>,
-    },
-    /// Several `Whole` messages (see [`Outbox`]).
-    Batch(Vec<Msg>),
-    /// Seal part `t`; publish it right away when `publish` is set.
-    Finish {
-        t: usize,
-        comment: String,
-        publish: bool,
-    },
-}
-
-/// What the writer needs to open part `t` (its manifest bytes come from the
-/// writer's `manifest_of`, made when the part is opened).
-struct PartSpec {
-    n: usize,
-    path: std::path::PathBuf,
-    manifest_name: String,
-    time: DosTime,
-    rows: usize,
-}
-
-/// Makes the manifest bytes of part `t` when the writer opens it.
-type ManifestOf<'a> = Box<dyn Fn(usize) -> Vec<u8> + Send + 'a>;
-
-enum Done {
-    Sealed(Sealed),
-    Published(Written),
-}
-
-/// Owns the part files; runs until the channel closes or an error occurs.
-fn writer(
-    rx: Receiver<Msg>,
-    recycle: SyncSender<Vec<u8>>,
-    specs: Vec<PartSpec>,
-    manifest_of: ManifestOf,
-    deflate: bool,
-    progress: &Progress,
-) -> Result<Vec<Option<Done>>> {
-    let mut writers: Vec<Option<PartWriter>> = specs.iter().map(|_| None).collect();
-    let mut done: Vec<Option<Done>> = specs.iter().map(|_| None).collect();
-    let mut current: Vec<usize> = Vec::new();
-    let body = if deflate { Body::Deflate } else { Body::Store };
-    let result = (|| -> Result<()> {
-        let mut step = |msg: Msg| -> Result<()> {
-            match msg {
-                Msg::Begin {
-                    targets,
-                    name,
-                    time,
-                    crc,
-                    size,
-                } => {
-                    for &t in &targets {
-                        open_part(&mut writers, &specs, &manifest_of, t, deflate)?.begin(&name, time, body, crc, size)?;
-                    }
-                    current = targets;
-                }
-                Msg::Data(d) => {
-                    for &t in &current {
-                        writers[t].as_mut().expect("opened").data(&d)?;
-                    }
-                    // Hand the buffer back: fresh allocations cost a page fault per 4 KiB.
-                    let _ = recycle.try_send(d);
-                }
-                Msg::End => {
-                    for &t in &current {
-                        writers[t].as_mut().expect("opened").end()?;
-                    }
-                }
-                Msg::Whole {
-                    targets,
-                    name,
-                    time,
-                    crc,
-                    data,
-                } => {
-                    for &t in &targets {
-                        open_part(&mut writers, &specs, &manifest_of, t, deflate)?.begin(
-                            &name,
-                            time,
-                            body,
-                            Some(crc),
-                            data.len() as u64,
-                        )?;
-                        let w = writers[t].as_mut().expect("opened");
-                        w.data(&data)?;
-                        w.end()?;
-                    }
-                    let _ = recycle.try_send(data);
-                }
-                Msg::Finish { t, comment, publish } => {
-                    let w = writers[t].take().expect("a part is opened by its first file");
-                    let sealed = w.seal(&comment)?;
-                    done[t] = Some(if publish {
-                        progress.rows_done.fetch_add(specs[t].rows as u64, Ordering::Relaxed);
-                        progress.parts_done.fetch_add(1, Ordering::Relaxed);
-                        let w = sealed.publish()?;
-                        progress.on_part.call(specs[t].n, &w);
-                        Done::Published(w)
-                    } else {
-                        Done::Sealed(sealed)
-                    });
-                }
-                Msg::Batch(_) => unreachable!("a batch holds only whole entries"),
-            }
-            Ok(())
-        };
-        for msg in rx {
-            match msg {
-                Msg::Batch(msgs) => msgs.into_iter().try_for_each(&mut step)?,
-                msg => step(msg)?,
-            }
-        }
-        Ok(())
-    })();
-    for w in writers.into_iter().flatten() {
-        w.abandon();
-    }
-    match result {
-        Ok(()) => Ok(done),
-        Err(e) => {
-            discard_all(done);
-            Err(e)
-        }
-    }
-}
-
-/// The writer of part `t`, opened (with its manifest) on first use.
-fn open_part<'w>(
-    writers: &'w mut [Option<PartWriter>],
-    specs: &[PartSpec],
-    manifest_of: &ManifestOf,
-    t: usize,
-    deflate: bool,
-) -> Result<&'w mut PartWriter> {
-    if writers[t].is_none() {
-        let spec = &specs[t];
-        let mut w = PartWriter::create(&spec.path)?;
-        w.add_bytes(&spec.manifest_name, spec.time, deflate, &manifest_of(t))?;
-        writers[t] = Some(w);
-    }
-    Ok(writers[t].as_mut().expect("opened above"))
-}
-
-fn discard_all(done: Vec<Option<Done>>) {
-    for d in done.into_iter().flatten() {
-        if let Done::Sealed(s) = d {
-            s.discard();
-        }
-    }
-}
-
-/// Buffers coming back from the writer, reused for the next entries.
-struct Pool(Receiver<Vec<u8>>);
-
-impl Pool {
-    fn take(&self, len: usize) -> Vec<u8> {
-        let mut v = self.0.try_recv().unwrap_or_default();
-        v.resize(len, 0);
-        v
-    }
-}
-
-fn channels() -> (SyncSender<Msg>, Receiver<Msg>, SyncSender<Vec<u8>>, Pool) {
-    let (tx, rx) = sync_channel::<Msg>(CHANNEL);
-    let (back_tx, back_rx) = sync_channel::<Vec<u8>>(CHANNEL + 2);
-    (tx, rx, back_tx, Pool(back_rx))
-}
-
-/// The decoder's end of the channel. Small whole entries are gathered into one
-/// message: one message per 1 KB entry woke the writer 200,000 times and spent
-/// about a sixth of a TAR.GZ split switching between the two threads.
-struct Outbox {
-    tx: SyncSender<Msg>,
-    batch: Vec<Msg>,
-    bytes: usize,
-}
-
-impl Outbox {
-    fn new(tx: SyncSender<Msg>) -> Self {
-        Outbox {
-            tx,
-            batch: Vec::new(),
-            bytes: 0,
-        }
-    }
-
-    /// Sends `msg` after whatever is batched; `Err` when the writer has stopped.
-    fn send(&mut self, msg: Msg) -> std::result::Result<(), ()> {
-        if let Msg::Whole { data, name, .. } = &msg {
-            if data.len() < BATCH_BYTES {
-                self.bytes += data.len() + name.len();
-                self.batch.push(msg);
-                if self.bytes >= BATCH_BYTES || self.batch.len() >= BATCH_ENTRIES {
-                    self.flush()?;
-                }
-                return Ok(());
-            }
-        }
-        self.flush()?;
-        self.tx.send(msg).map_err(drop)
-    }
-
-    fn flush(&mut self) -> std::result::Result<(), ()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        self.bytes = 0;
-        self.tx.send(Msg::Batch(std::mem::take(&mut self.batch))).map_err(drop)
-    }
-}
-
 /// Reads the current entry's data: sends it to `targets` (if any) and returns its CRC.
 #[allow(clippy::too_many_arguments)]
-fn forward<R: tarread::TarInput>(
+fn forward<R: TarInput>(
     tar: &mut TarStream<R>,
     tx: &mut Outbox,
     pool: &Pool,
@@ -335,249 +100,12 @@ fn forward<R: tarread::TarInput>(
     Ok(if tx.send(Msg::End).is_ok() { Ok(crc.finalize()) } else { Err(()) })
 }
 
-fn read_whole<R: tarread::TarInput>(tar: &mut TarStream<R>, mut data: Vec<u8>) -> Result<Vec<u8>> {
+fn read_whole<R: TarInput>(tar: &mut TarStream<R>, mut data: Vec<u8>) -> Result<Vec<u8>> {
     let mut got = 0;
     while got < data.len() {
         got += tar.read_data(&mut data[got..])?;
     }
     Ok(data)
-}
-
-/// One candidate file column: each row's value key as a keyed 64-bit hash
-/// (16 bytes a row, no strings), sorted so a name's rows are one run. Routing
-/// here is only a guess that the real plan checks before any part is published,
-/// so a hash stands in for the value; the key is random per process, so a
-/// hostile manifest cannot aim collisions at it.
-struct Column {
-    keys: Vec<(u64, u32)>,
-    /// For the chosen column: hash → its run in `keys`, one probe per entry
-    /// (bisecting `keys` for each of 200,000 entries cost 2 s of cache misses).
-    runs: HashMap<u64, (u32, u32), BuildHasherDefault<Prehashed>>,
-}
-
-/// The keys of [`Column::runs`] are keyed hashes already.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl std::hash::Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | b as u64;
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-impl Column {
-    fn build(manifest: &Manifest, col: usize, hasher: &RandomState) -> Column {
-        let mut keys = Vec::with_capacity(manifest.rows.len());
-        manifest.each_record(|r, rec| {
-            if let Some(k) = rec.get(col).and_then(plan::value_key) {
-                keys.push((hasher.hash_one(k.as_ref()), r as u32));
-            }
-        });
-        keys.sort_unstable();
-        Column {
-            keys,
-            runs: HashMap::default(),
-        }
-    }
-
-    /// Indexes the runs, once the column is chosen.
-    fn index_runs(&mut self) {
-        let mut at = 0;
-        while at < self.keys.len() {
-            let h = self.keys[at].0;
-            let end = at + self.keys[at..].partition_point(|&(k, _)| k == h);
-            self.runs.insert(h, (at as u32, (end - at) as u32));
-            at = end;
-        }
-    }
-
-    /// Positions in `keys` of the rows whose value is `name`.
-    fn run(&self, hasher: &RandomState, name: &str) -> std::ops::Range<usize> {
-        let h = hasher.hash_one(name);
-        if !self.runs.is_empty() {
-            return self.runs.get(&h).map_or(0..0, |&(at, n)| at as usize..(at + n) as usize);
-        }
-        let from = self.keys.partition_point(|&(k, _)| k < h);
-        from..from + self.keys[from..].partition_point(|&(k, _)| k == h)
-    }
-}
-
-/// The provisional routing of the single pass, made from the manifest alone and
-/// the entries seen so far.
-struct Router {
-    manifest: Arc<Manifest>,
-    batch: usize,
-    parts: usize,
-    hasher: RandomState,
-    /// Candidate columns; once a file matches one, only that one is kept.
-    columns: Vec<Column>,
-    chosen: bool,
-    /// Per position in the chosen column: whether the value starting a run there
-    /// has already been matched by a file.
-    matched: Vec<bool>,
-    remaining: Vec<usize>,
-    files: Vec<Vec<usize>>,
-    finished: Vec<bool>,
-    /// Set when the guess went wrong for a part (a second file matched one value).
-    spoiled: Vec<bool>,
-    comments: Vec<String>,
-}
-
-impl Router {
-    fn new(manifest: Manifest, opts: &SplitOptions) -> Result<Router> {
-        let cols: Vec<usize> = match &opts.file_column {
-            Some(c) => vec![manifest.column(c)?],
-            None => (0..manifest.headers.len()).collect(),
-        };
-        let hasher = RandomState::new();
-        let columns = cols.into_iter().map(|c| Column::build(&manifest, c, &hasher)).collect();
-        let parts = manifest.rows.len().div_ceil(opts.batch_size);
-        Ok(Router {
-            manifest: Arc::new(manifest),
-            batch: opts.batch_size,
-            parts,
-            hasher,
-            columns,
-            chosen: false,
-            matched: Vec::new(),
-            remaining: vec![0; parts],
-            files: vec![Vec::new(); parts],
-            finished: vec![false; parts],
-            spoiled: vec![false; parts],
-            comments: vec![String::new(); parts],
-        })
-    }
-
-    fn specs(&self, opts: &SplitOptions, stem: &str, time: DosTime) -> Vec<PartSpec> {
-        (0..self.parts)
-            .map(|p| {
-                let rows = ((p + 1) * self.batch).min(self.manifest.rows.len()) - p * self.batch;
-                PartSpec {
-                    n: p + 1,
-                    path: opts.out.join(format!("{stem}-part{}.zip", p + 1)),
-                    manifest_name: self.manifest.part_name().to_owned(),
-                    time,
-                    rows,
-                }
-            })
-            .collect()
-    }
-
-    /// The manifest bytes of part `p` (all rows: the single pass skips none).
-    fn part_manifest(manifest: &Manifest, batch: usize, p: usize) -> Vec<u8> {
-        let rows = &manifest.rows[p * batch..((p + 1) * batch).min(manifest.rows.len())];
-        manifest.part_bytes(rows.iter())
-    }
-
-    /// Runs of `column` whose value is `rel` or, for a nested file, its bare name.
-    fn hits(&self, column: &Column, rel: &str) -> Vec<std::ops::Range<usize>> {
-        let mut keys = vec![rel];
-        if rel.contains('/') {
-            keys.push(names::basename(rel));
-        }
-        keys.into_iter()
-            .map(|k| column.run(&self.hasher, k))
-            .filter(|r| !r.is_empty())
-            .collect()
-    }
-
-    /// The parts of the rows at `run` of the chosen column.
-    fn parts_of(&self, run: std::ops::Range<usize>) -> Vec<usize> {
-        let mut parts: Vec<usize> = self.columns[0].keys[run].iter().map(|&(_, r)| r as usize / self.batch).collect();
-        parts.dedup();
-        parts
-    }
-
-    /// The parts that want entry `idx` named `name`.
-    fn route(&mut self, idx: usize, name: &str) -> Vec<usize> {
-        let root = &self.manifest.root;
-        let Some(rel) = name.strip_prefix(root.as_str()) else {
-            return Vec::new();
-        };
-        if Some(name) == self.manifest.entry.as_deref() {
-            return Vec::new();
-        }
-        if !self.chosen {
-            let Some(slot) = (0..self.columns.len()).find(|&s| !self.hits(&self.columns[s], rel).is_empty()) else {
-                return Vec::new();
-            };
-            let mut column = self.columns.swap_remove(slot);
-            column.index_runs();
-            self.columns = vec![column];
-            self.chosen = true;
-            self.matched = vec![false; self.columns[0].keys.len()];
-            // Each part waits for one file per distinct value among its rows.
-            let runs: Vec<(u32, u32)> = self.columns[0].runs.values().copied().collect();
-            for (at, n) in runs {
-                for p in self.parts_of(at as usize..(at + n) as usize) {
-                    self.remaining[p] += 1;
-                }
-            }
-        }
-        let hits: Vec<(usize, Vec<usize>)> = self
-            .hits(&self.columns[0], rel)
-            .into_iter()
-            .map(|run| (run.start, self.parts_of(run)))
-            .collect();
-        let mut targets = Vec::new();
-        for (start, parts) in hits {
-            let first = !std::mem::replace(&mut self.matched[start], true);
-            for p in parts {
-                if first {
-                    self.remaining[p] -= 1;
-                } else {
-                    self.spoiled[p] = true;
-                }
-                if self.finished[p] {
-                    self.spoiled[p] = true;
-                } else if !targets.contains(&p) {
-                    targets.push(p);
-                }
-            }
-        }
-        for &p in &targets {
-            self.files[p].push(idx);
-        }
-        targets
-    }
-
-    /// Parts whose last file has just been routed.
-    fn completed(&mut self, entries: &[Entry], compression: Compression) -> Vec<(usize, String)> {
-        let mut out = Vec::new();
-        for p in 0..self.parts {
-            if !self.finished[p] && self.chosen && self.remaining[p] == 0 && !self.files[p].is_empty() {
-                self.finished[p] = true;
-                let comment = plan::fingerprint(
-                    entries,
-                    &self.manifest,
-                    compression,
-                    p + 1,
-                    self.parts,
-                    &Self::part_manifest(&self.manifest, self.batch, p),
-                    &self.files[p],
-                );
-                self.comments[p] = comment.clone();
-                out.push((p, comment));
-            }
-        }
-        out
-    }
-}
-
-/// What the single pass guessed for each part, kept to compare with the plan.
-struct Guess {
-    parts: usize,
-    spoiled: Vec<bool>,
-    files: Vec<Vec<usize>>,
-    comments: Vec<String>,
 }
 
 enum Mode {
@@ -623,7 +151,7 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
     std::thread::scope(|scope| {
         let mut handle = None;
         let decoded = (|| -> Result<()> {
-            let mut tar = TarStream::new(tarread::open_input(path, true, &opts.limits)?, path);
+            let mut tar = TarStream::new(open_input(path, true, &opts.limits)?, path);
             while let Some(h) = tar.next_entry()? {
                 match h.kind {
                     TarKind::File => {}
@@ -758,12 +286,7 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
         // Only the guess is needed from here on: the router's index and its copy
         // of the manifest go before the real plan makes its own.
         let guess = match std::mem::replace(&mut mode, Mode::IndexOnly) {
-            Mode::Route(r) => Some(Guess {
-                parts: r.parts,
-                spoiled: r.spoiled,
-                files: r.files,
-                comments: r.comments,
-            }),
+            Mode::Route(r) => Some(r.into_guess()),
             _ => None,
         };
         let finish = (|| -> Result<SinglePass> {
@@ -841,7 +364,7 @@ pub fn second_pass(src: &Source, plan: &Plan, todo: &[&PartPlan], opts: &SplitOp
         let manifest_of: ManifestOf = Box::new(|t| plan.part_manifest(todo[t]));
         let handle = scope.spawn(|| writer(rx, back_tx, specs, manifest_of, deflate, progress));
         let decoded = (|| -> Result<()> {
-            let mut tar = TarStream::new(tarread::open_input(&src.path, true, &opts.limits)?, &src.path);
+            let mut tar = TarStream::new(open_input(&src.path, true, &opts.limits)?, &src.path);
             let mut k = 0usize;
             let mut left = todo.len();
             while left > 0 {

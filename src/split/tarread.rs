@@ -18,123 +18,16 @@
 //! entry's CRC) and later streamed once more to route entries into parts.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io;
 use std::path::{Path, PathBuf};
-
-use flate2::bufread::MultiGzDecoder;
 
 use super::names::{self, DosTime, Name};
 use super::source::{Entry, Limits, Loc};
 use super::sparse::{self, Expand, SparseMap};
+use super::tarheader::{checksum_ok, cstr, parse_num, parse_pax, parse_signed, pax_time, utf8_name, Pax, GLOBAL_REFUSED};
+use super::tarinput::{open_input, read_error, TarInput};
 use super::zipread::check_size;
 use crate::error::{Error, Result};
-
-/// A byte source that can skip forward cheaply where it can.
-pub trait TarInput: Read {
-    fn skip(&mut self, n: u64) -> io::Result<()>;
-}
-
-impl<T: TarInput + ?Sized> TarInput for Box<T> {
-    fn skip(&mut self, n: u64) -> io::Result<()> {
-        (**self).skip(n)
-    }
-}
-
-impl TarInput for BufReader<File> {
-    fn skip(&mut self, n: u64) -> io::Result<()> {
-        self.seek_relative(n as i64)
-    }
-}
-
-/// Counts compressed bytes consumed, for the ratio check.
-pub struct Counted<R> {
-    inner: R,
-    count: u64,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for Counted<R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-    fn consume(&mut self, amt: usize) {
-        self.count += amt as u64;
-        self.inner.consume(amt)
-    }
-}
-
-/// A gzip stream with caps on what it may decode, so a bomb fails within seconds.
-pub struct GzInput {
-    dec: MultiGzDecoder<Counted<BufReader<File>>>,
-    decoded: u64,
-    max_total: u64,
-    max_ratio: u64,
-    ratio_floor: u64,
-}
-
-const BOMB_MARK: &str = "batchd-gzip-bomb";
-
-impl Read for GzInput {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.dec.read(buf)?;
-        self.decoded += n as u64;
-        let compressed = self.dec.get_ref().count.max(1);
-        if self.decoded > self.max_total || (self.decoded > self.ratio_floor && self.decoded / compressed > self.max_ratio) {
-            return Err(io::Error::other(BOMB_MARK));
-        }
-        Ok(n)
-    }
-}
-
-impl TarInput for GzInput {
-    fn skip(&mut self, n: u64) -> io::Result<()> {
-        let copied = io::copy(&mut self.by_ref().take(n), &mut io::sink())?;
-        if copied < n {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        Ok(())
-    }
-}
-
-pub fn open_input(path: &Path, gz: bool, limits: &Limits) -> Result<Box<dyn TarInput + Send>> {
-    let file = File::open(path).map_err(|e| Error::io(path, "opening", e))?;
-    let reader = BufReader::with_capacity(256 * 1024, file);
-    Ok(if gz {
-        Box::new(GzInput {
-            dec: MultiGzDecoder::new(Counted { inner: reader, count: 0 }),
-            decoded: 0,
-            max_total: limits.max_total_bytes.saturating_add(1 << 30),
-            max_ratio: limits.max_ratio,
-            ratio_floor: limits.ratio_floor_bytes.max(64 << 20),
-        })
-    } else {
-        Box::new(reader)
-    })
-}
-
-/// Maps a read error to the splitter's error: bombs, truncation and bad gzip data
-/// are the source's fault; anything else is an I/O error on the source path.
-pub fn read_error(path: &Path, entry: Option<&str>, e: io::Error) -> Error {
-    if e.to_string() == BOMB_MARK {
-        return Error::bomb(entry, "the gzip stream expands past the size or ratio limit");
-    }
-    match e.kind() {
-        io::ErrorKind::UnexpectedEof => Error::corrupt(entry, "archive ends in the middle of an entry (truncated)"),
-        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::Other => {
-            Error::corrupt(entry, format!("bad gzip data: {e}"))
-        }
-        _ => Error::io(path, "reading", e),
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TarKind {
     File,
@@ -175,104 +68,6 @@ pub struct TarStream<R: TarInput> {
     /// `mtime` from a pax global header: the default for later entries.
     global_mtime: Option<i64>,
 }
-
-/// Reads a numeric header field the way bsdtar and Python do, so that we never
-/// read a different size than they extract: octal digits after optional spaces,
-/// ending at the first NUL or space (an empty or all-NUL field is 0; a field that
-/// starts with NUL is 0 too, whatever follows the NUL), or GNU's base-256
-/// (positive and negative). Anything else after the digits is refused.
-fn parse_signed(field: &[u8]) -> Option<i64> {
-    match field.first() {
-        // GNU base-256: big-endian two's complement behind a marker bit (0x80, or 0xFF when negative).
-        Some(&first) if first & 0x80 != 0 => {
-            let negative = first & 0x40 != 0;
-            let mut v: i128 = if negative { -1 } else { 0 };
-            for (i, &b) in field.iter().enumerate() {
-                let b = if i == 0 && !negative { b & 0x7F } else { b };
-                v = (v << 8) | b as i128;
-            }
-            i64::try_from(v).ok()
-        }
-        _ => {
-            let field = cstr(field);
-            let start = field.iter().position(|&b| b != b' ').unwrap_or(field.len());
-            let digits = field[start..].iter().take_while(|b| (b'0'..=b'7').contains(*b)).count();
-            if !field[start + digits..].iter().all(|&b| b == 0 || b == b' ') {
-                return None;
-            }
-            let mut v: i64 = 0;
-            for &b in &field[start..start + digits] {
-                v = v.checked_mul(8)?.checked_add((b - b'0') as i64)?;
-            }
-            Some(v)
-        }
-    }
-}
-
-fn parse_num(field: &[u8]) -> Option<u64> {
-    parse_signed(field).and_then(|v| u64::try_from(v).ok())
-}
-
-fn cstr(field: &[u8]) -> &[u8] {
-    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
-    &field[..end]
-}
-
-/// True when `block` is a plausible tar header (its checksum matches).
-pub fn checksum_ok(block: &[u8]) -> bool {
-    if block.len() < 512 {
-        return false;
-    }
-    let Some(stored) = parse_num(&block[148..156]) else { return false };
-    let unsigned: u64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as u64 })
-        .sum();
-    let signed: i64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as i8 as i64 })
-        .sum();
-    stored == unsigned || stored as i64 == signed
-}
-
-fn utf8_name(raw: &[u8], at: u64) -> Result<String> {
-    String::from_utf8(raw.to_vec()).map_err(|_| Error::UnsafePath {
-        entry: String::from_utf8_lossy(raw).into_owned(),
-        reason: format!("(header at offset {at}) is not valid UTF-8"),
-    })
-}
-
-/// PAX records in the order written: the sparse format 0.0 repeats its keys, and
-/// order is what pairs each offset with its length.
-#[derive(Default)]
-struct Pax(Vec<(String, Vec<u8>)>);
-
-impl Pax {
-    /// The last value of `key` (POSIX: a later record overrides an earlier one).
-    fn get(&self, key: &str) -> Option<&[u8]> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
-    }
-    fn number(&self, key: &str, entry: &str) -> Result<Option<u64>> {
-        self.get(key)
-            .map(|v| {
-                std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .ok_or_else(|| Error::corrupt(Some(entry), format!("pax {key} is not a number")))
-            })
-            .transpose()
-    }
-    fn any_sparse(&self) -> bool {
-        self.0.iter().any(|(k, _)| k.starts_with("GNU.sparse."))
-    }
-}
-
-/// Keys that change what an entry's bytes or name are: a global header that sets
-/// one for every entry is refused by name rather than half applied.
-const GLOBAL_REFUSED: &[&str] = &["path", "size", "linkpath"];
-
 impl<R: TarInput> TarStream<R> {
     pub fn new(input: R, path: &Path) -> Self {
         TarStream {
@@ -662,36 +457,6 @@ impl<R: TarInput> TarStream<R> {
             }
         }
     }
-}
-
-/// A pax time ("1714979289.5" or "-12"): whole seconds, rounded down.
-fn pax_time(v: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(v).ok()?;
-    let whole: i64 = s.split('.').next()?.parse().ok()?;
-    let frac = s.split('.').nth(1).is_some_and(|f| f.bytes().any(|b| b != b'0'));
-    Some(if whole < 0 && frac { whole - 1 } else { whole })
-}
-
-fn parse_pax(data: &[u8], out: &mut Vec<(String, Vec<u8>)>) -> Option<()> {
-    let mut rest = data;
-    while !rest.is_empty() {
-        // Some writers pad the record area with NULs.
-        if rest.iter().all(|&b| b == 0) {
-            break;
-        }
-        let sp = rest.iter().position(|&b| b == b' ')?;
-        let len: usize = std::str::from_utf8(&rest[..sp]).ok()?.parse().ok()?;
-        if len <= sp + 1 || len > rest.len() {
-            return None;
-        }
-        let record = &rest[sp + 1..len];
-        let record = record.strip_suffix(b"\n")?;
-        let eq = record.iter().position(|&b| b == b'=')?;
-        let key = std::str::from_utf8(&record[..eq]).ok()?;
-        out.push((key.to_owned(), record[eq + 1..].to_vec()));
-        rest = &rest[len..];
-    }
-    Some(())
 }
 
 /// The result of indexing a tar: its regular files in order, and the content of

@@ -84,7 +84,7 @@ pub(crate) fn looks_complete(path: &Path, len: u64) -> bool {
         return crate::split::zipread::find_directory(&f, path, len).is_ok();
     }
     let mut first = [0u8; 512];
-    if f.read_exact_at(&mut first, 0).is_ok() && crate::split::tarread::checksum_ok(&first) {
+    if f.read_exact_at(&mut first, 0).is_ok() && crate::split::tarheader::checksum_ok(&first) {
         // A plain tar ends with two zero blocks.
         let mut tail = [0u8; 1024];
         return len.is_multiple_of(512) && len >= 1536 && f.read_exact_at(&mut tail, len - 1024).is_ok() && tail.iter().all(|&b| b == 0);
