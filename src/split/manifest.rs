@@ -37,7 +37,7 @@ pub struct Manifest {
     /// relative to it and the part mirrors the layout below it.
     pub root: String,
     /// The bytes of the manifest (BOM included if it had one).
-    pub data: Vec<u8>,
+    pub data: std::sync::Arc<[u8]>,
     /// The header line as written (BOM included, line end excluded).
     pub header: std::ops::Range<usize>,
     pub headers: Vec<String>,
@@ -71,7 +71,9 @@ pub fn locate(entries: &[Entry], name: &str) -> Result<Option<usize>> {
 }
 
 impl Manifest {
-    pub fn parse(entry: &str, data: Vec<u8>) -> Result<Manifest> {
+    /// Takes the bytes shared, so a source that captured them keeps no copy.
+    pub fn parse(entry: &str, data: impl Into<std::sync::Arc<[u8]>>) -> Result<Manifest> {
+        let data: std::sync::Arc<[u8]> = data.into();
         let display = entry.to_owned();
         if data.len() > u32::MAX as usize {
             return Err(Error::ManifestInvalid {

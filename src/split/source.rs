@@ -8,6 +8,7 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -87,7 +88,7 @@ pub struct Source {
     pub kind: SourceKind,
     pub stem: String,
     pub entries: Vec<Entry>,
-    captured: HashMap<String, Vec<u8>>,
+    captured: HashMap<String, Arc<[u8]>>,
     /// Metadata entries (volume labels, ACLs) skipped while indexing.
     pub ignored: Ignored,
 }
@@ -199,7 +200,7 @@ impl Source {
 
     /// Builds a source from an index made elsewhere (the TAR.GZ single pass),
     /// applying the same checks as [`Source::open`].
-    pub fn from_index(path: &Path, kind: SourceKind, entries: Vec<Entry>, captured: HashMap<String, Vec<u8>>) -> Result<Source> {
+    pub fn from_index(path: &Path, kind: SourceKind, entries: Vec<Entry>, captured: HashMap<String, Arc<[u8]>>) -> Result<Source> {
         super::names::check_unique(entries.len(), |i| entries[i].name.as_str())?;
         let stem = if kind == SourceKind::Dir {
             let canon = fs::canonicalize(path).map_err(|e| Error::io(path, "resolving", e))?;
@@ -227,7 +228,7 @@ impl Source {
     }
 
     /// Reads a small entry (a manifest) whole.
-    pub fn read_small(&self, idx: usize, max: u64) -> Result<Vec<u8>> {
+    pub fn read_small(&self, idx: usize, max: u64) -> Result<Arc<[u8]>> {
         let e = &self.entries[idx];
         let too_big = || Error::ManifestInvalid {
             manifest: e.name.clone(),
@@ -238,7 +239,7 @@ impl Source {
             return Err(too_big());
         }
         match &e.loc {
-            Loc::Zip { .. } => zipread::read_entry(&self.path, e, max),
+            Loc::Zip { .. } => zipread::read_entry(&self.path, e, max).map(Into::into),
             Loc::Stream => self
                 .captured
                 .get(&e.name)
@@ -261,7 +262,7 @@ impl Source {
                     .read_exact(&mut buf),
                 };
                 read.map_err(|err| Error::io(&self.path, "reading", err))?;
-                Ok(buf)
+                Ok(buf.into())
             }
             Loc::File => {
                 let p = &self.path.join(&e.name);
@@ -269,7 +270,7 @@ impl Source {
                 if data.len() as u64 > max {
                     return Err(too_big());
                 }
-                Ok(data)
+                Ok(data.into())
             }
         }
     }

@@ -133,7 +133,7 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
     let stem = super::source::stem(path);
     let deflate = opts.compression == Compression::Deflate;
     let mut entries: Vec<Entry> = Vec::new();
-    let mut captured: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut captured: HashMap<String, Arc<[u8]>> = HashMap::new();
     let mut mode = if opts.on_missing_file == OnMissing::Skip {
         Mode::IndexOnly
     } else {
@@ -180,15 +180,22 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
                             ),
                         });
                     }
-                    let data = read_whole(&mut tar, vec![0u8; h.size as usize])?;
+                    let data: Arc<[u8]> = read_whole(&mut tar, vec![0u8; h.size as usize])?.into();
                     crc = crc32fast::hash(&data);
-                    captured.insert(h.name.clone(), data.clone());
+                    captured.insert(h.name.clone(), Arc::clone(&data));
                     entries.push(streamed(&h, time, crc));
                     if let Mode::Probe { pending, .. } = &mut mode {
                         let pending = std::mem::take(pending);
                         mode = match Manifest::parse(&h.name, data).and_then(|m| Router::new(m, opts)) {
                             Ok(router) => {
-                                progress.total_rows.store(router.manifest.rows.len() as u64, Ordering::Relaxed);
+                                let rows = router.manifest.rows.len();
+                                progress.total_rows.store(rows as u64, Ordering::Relaxed);
+                                // Most sources hold about one file a row: room for
+                                // that, plus a sixteenth, instead of doubling past
+                                // it (at 200,000 entries doubling left 4.5 MiB unused).
+                                // Capped at the entry limit; untouched room costs no memory.
+                                let room = (rows + rows / 16).min(opts.limits.max_entries);
+                                entries.reserve_exact(room.saturating_sub(entries.len()));
                                 progress.total_parts.store(router.parts as u64, Ordering::Relaxed);
                                 Mode::Route(Box::new(router))
                             }
@@ -270,6 +277,8 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
             Ok(())
         })();
         drop(tx);
+        drop(pool); // its spare buffers (up to 4.5 MiB) are not needed for planning
+        release_free_memory();
         let written = match handle {
             Some(h) => h.join().expect("writer thread panicked"),
             None => Ok(Vec::new()),
@@ -327,6 +336,18 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
     })
 }
 
+/// Hands memory freed by the pass back to the system before planning starts.
+/// The decoder allocates each small entry's buffer and the writer thread frees
+/// it, which leaves glibc holding about 8 MiB of free heap at 200,000 entries
+/// (measured: peak RSS 68 MiB, 60 MiB with `MALLOC_TRIM_THRESHOLD_=0`).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the kernel; it touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The index row of a TAR.GZ entry (its data is reachable only by streaming).
 fn streamed(h: &tarread::TarHeader, time: DosTime, crc: u32) -> Entry {
     Entry {
@@ -335,6 +356,45 @@ fn streamed(h: &tarread::TarHeader, time: DosTime, crc: u32) -> Entry {
         time,
         crc: Some(crc),
         loc: Loc::Stream,
+    }
+}
+
+/// Which of the parts to pack each entry goes to, as one flat list (8 bytes an
+/// entry): a `Vec` of parts per entry cost about 56 bytes an entry, 11 MB of a
+/// 200,000-entry job's PACK.
+struct Targets {
+    /// Entry `k`'s parts are `parts[start[k]..start[k + 1]]`.
+    start: Vec<u32>,
+    parts: Vec<u32>,
+}
+
+impl Targets {
+    fn new(entries: usize, todo: &[&PartPlan]) -> Targets {
+        let mut start = vec![0u32; entries + 1];
+        for p in todo {
+            for &f in &p.files {
+                start[f + 1] += 1;
+            }
+        }
+        for k in 0..entries {
+            start[k + 1] += start[k];
+        }
+        let mut fill = start.clone();
+        let mut parts = vec![0u32; start[entries] as usize];
+        for (t, p) in todo.iter().enumerate() {
+            for &f in &p.files {
+                parts[fill[f] as usize] = t as u32;
+                fill[f] += 1;
+            }
+        }
+        Targets { start, parts }
+    }
+
+    fn of(&self, k: usize) -> Vec<usize> {
+        self.parts[self.start[k] as usize..self.start[k + 1] as usize]
+            .iter()
+            .map(|&t| t as usize)
+            .collect()
     }
 }
 
@@ -351,12 +411,7 @@ pub fn second_pass(src: &Source, plan: &Plan, todo: &[&PartPlan], opts: &SplitOp
             rows: p.rows,
         })
         .collect();
-    let mut targets: Vec<Vec<usize>> = vec![Vec::new(); src.entries.len()];
-    for (t, p) in todo.iter().enumerate() {
-        for &f in &p.files {
-            targets[f].push(t);
-        }
-    }
+    let targets = Targets::new(src.entries.len(), todo);
     let mut remaining: Vec<usize> = todo.iter().map(|p| p.files.len()).collect();
     let (tx, rx, back_tx, pool) = channels();
     let mut tx = Outbox::new(tx);
@@ -377,7 +432,7 @@ pub fn second_pass(src: &Source, plan: &Plan, todo: &[&PartPlan], opts: &SplitOp
                     .get(k)
                     .filter(|e| e.name == h.name && e.size == h.size)
                     .ok_or_else(|| changed(&h.name))?;
-                let ts = std::mem::take(&mut targets[k]);
+                let ts = targets.of(k);
                 k += 1;
                 if ts.is_empty() {
                     continue;

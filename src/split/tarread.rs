@@ -463,7 +463,7 @@ impl<R: TarInput> TarStream<R> {
 /// those entries the caller asked to capture (manifest candidates).
 pub struct TarIndex {
     pub entries: Vec<Entry>,
-    pub captured: HashMap<String, Vec<u8>>,
+    pub captured: HashMap<String, std::sync::Arc<[u8]>>,
     pub ignored: Ignored,
 }
 
@@ -526,7 +526,7 @@ pub fn index(path: &Path, gz: bool, limits: &Limits, capture: &dyn Fn(&str) -> b
                 }
             }
             if want {
-                captured.insert(h.name.clone(), content);
+                captured.insert(h.name.clone(), content.into());
             }
             gz.then(|| hasher.finalize())
         } else {
