@@ -1,6 +1,8 @@
--- batchd's whole SQLite schema, applied in one transaction at start; the version
--- lives in PRAGMA user_version (1 here) and migrations/NNN_*.sql move it forward,
--- in order, each in the same start-up transaction.
+-- batchd's whole current SQLite schema (version 6), applied in one transaction
+-- to a new database. The version lives in PRAGMA user_version; a database made
+-- by an older batchd is moved forward by migrations/NNN_*.sql, in order, in the
+-- same start-up transaction (migrations/001_initial.sql is version 1, kept so
+-- a test can prove that both paths give this same schema).
 -- Times are Unix seconds (REAL). Settings and errors are JSON text.
 
 CREATE TABLE jobs (
@@ -87,3 +89,143 @@ CREATE TABLE idempotency (
     job_id     TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
     created    REAL NOT NULL
 );
+
+-- Arrivals in watched inboxes. A row is written before the file is moved out
+-- of the inbox (CLAIMING), and becomes QUEUED in the transaction that creates
+-- its job, so a crash between the steps is resolved at startup.
+CREATE TABLE watch_files (
+    id              INTEGER PRIMARY KEY,
+    watch           TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    inode           INTEGER NOT NULL,
+    state           TEXT NOT NULL,          -- CLAIMING QUEUED DONE
+    processing_path TEXT NOT NULL,
+    job_id          TEXT REFERENCES jobs(id),
+    detected        REAL NOT NULL,
+    finished        REAL,
+    outcome         TEXT,
+    sha256          TEXT                    -- content hash: the same file dropped again is recognised
+);
+CREATE INDEX watch_files_state ON watch_files(state);
+CREATE INDEX watch_files_hash ON watch_files(watch, sha256);
+
+-- Cron schedules. `schedules.cursor` is the last scheduled time handled; the
+-- next fire is computed from it, never from the clock. A fire row is unique on
+-- (schedule, scheduled_at, manual), so a fire time cannot run twice.
+-- `schedule_files` remembers what each schedule ingested, by identity.
+CREATE TABLE schedules (
+    name    TEXT PRIMARY KEY,
+    cursor  REAL NOT NULL,
+    missed  INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+
+CREATE TABLE schedule_fires (
+    id           INTEGER PRIMARY KEY,
+    schedule     TEXT NOT NULL,
+    scheduled_at REAL NOT NULL,
+    manual       INTEGER NOT NULL DEFAULT 0,
+    fired_at     REAL NOT NULL,
+    late         INTEGER NOT NULL DEFAULT 0,   -- a catch-up after downtime
+    result       TEXT NOT NULL,                -- QUEUED EMPTY ERROR
+    files        INTEGER NOT NULL DEFAULT 0,
+    job_id       TEXT REFERENCES jobs(id),
+    error        TEXT,
+    UNIQUE (schedule, scheduled_at, manual)
+);
+CREATE INDEX schedule_fires_recent ON schedule_fires(schedule, fired_at);
+
+CREATE TABLE schedule_files (
+    schedule TEXT NOT NULL,
+    path     TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode    INTEGER NOT NULL,
+    job_id   TEXT REFERENCES jobs(id),     -- NULL: ingested by a job since pruned
+    PRIMARY KEY (schedule, path, size, mtime_ns, inode)
+);
+
+-- Campaigns. A campaign is a sequence of `parent` jobs over one parent
+-- collection (a directory; its children are the matching entries sorted by
+-- name bytes, positions 1-based). Each parent job covers [start_position,
+-- start_position + batch_size) and records, per position, the child job it
+-- queued or that the child was skipped (already ingested).
+CREATE TABLE campaigns (
+    id              TEXT PRIMARY KEY,
+    parent          TEXT NOT NULL,
+    pattern         TEXT NOT NULL,
+    batch_size      INTEGER NOT NULL,
+    total_children  INTEGER,                  -- cap on positions, NULL for none
+    max_failed      INTEGER,                  -- failed children that stop it, NULL for never
+    settings        TEXT NOT NULL,            -- child job settings
+    managed         INTEGER NOT NULL,         -- 1: the daemon queues the batches; 0: an outside runner does
+    status          TEXT NOT NULL,            -- RUNNING STOPPING STOPPED COMPLETED FAILED
+    known_children  INTEGER,                  -- children in the collection (up to the cap) at the last listing
+    error           TEXT,
+    created         REAL NOT NULL,
+    modified        REAL NOT NULL,
+    finished        REAL
+);
+
+CREATE TABLE campaign_children (
+    campaign_id   TEXT NOT NULL REFERENCES campaigns(id),
+    parent_job_id TEXT NOT NULL REFERENCES jobs(id),
+    position      INTEGER NOT NULL,
+    path          TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    mtime_ns      INTEGER NOT NULL,
+    job_id        TEXT REFERENCES jobs(id),   -- NULL when skipped
+    skipped_for   TEXT,                       -- the earlier job that ingested the same child
+    PRIMARY KEY (parent_job_id, position)
+);
+CREATE INDEX campaign_children_identity ON campaign_children(path, size, mtime_ns);
+CREATE INDEX campaign_children_campaign ON campaign_children(campaign_id);
+CREATE INDEX jobs_campaign ON jobs(campaign_id, kind, status);
+-- One live parent job per position of a campaign: a batch is never queued twice.
+CREATE UNIQUE INDEX jobs_campaign_batch ON jobs(campaign_id, start_position) WHERE kind = 'parent' AND status != 'FAILED';
+
+-- Retention: pruning a finished job must not forget which files were ingested.
+CREATE INDEX schedule_files_job ON schedule_files(job_id);
+CREATE INDEX watch_files_job ON watch_files(job_id);
+CREATE INDEX schedule_fires_job ON schedule_fires(job_id);
+-- The prune scan: finished jobs, oldest first.
+CREATE INDEX jobs_finished ON jobs(finished) WHERE finished IS NOT NULL;
+
+-- Running totals for /metrics, so a scrape costs the same at 100 jobs and at
+-- 100,000, and pruning jobs does not make a Prometheus counter go backwards.
+CREATE TABLE counters (
+    name  TEXT PRIMARY KEY,
+    value REAL NOT NULL
+);
+INSERT INTO counters (name, value) VALUES ('rows_processed', 0), ('part_bytes', 0);
+
+-- Jobs by status, kept by triggers so the gauge needs no scan of jobs.
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO counters (name, value) VALUES ('jobs:' || NEW.status, 1)
+        ON CONFLICT (name) DO UPDATE SET value = value + 1;
+END;
+CREATE TRIGGER jobs_count_update AFTER UPDATE OF status ON jobs WHEN OLD.status != NEW.status BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'jobs:' || OLD.status;
+    INSERT INTO counters (name, value) VALUES ('jobs:' || NEW.status, 1)
+        ON CONFLICT (name) DO UPDATE SET value = value + 1;
+END;
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'jobs:' || OLD.status;
+END;
+
+-- Claiming the next task walks runnable jobs in priority order and probes each
+-- for a READY task, instead of sorting every READY task of every queued job:
+-- with 90,000 jobs queued the old plan took 78 ms per claim, this one 0.03 ms
+-- (the claim query names these indexes, since SQLite without statistics
+-- prefers the sort).
+CREATE INDEX jobs_runnable ON jobs(priority DESC, seq) WHERE status IN ('QUEUED', 'PROCESSING');
+CREATE INDEX tasks_ready_job ON tasks(job_id, id) WHERE state = 'READY';
+
+-- Deleting a job makes SQLite check every foreign key that points at jobs(id);
+-- without an index each check scans its whole table, and pruning 500 of
+-- 86,000 jobs took 7.7 s. With these: 0.3 s.
+CREATE INDEX jobs_parent ON jobs(parent_job_id);
+CREATE INDEX campaign_children_job ON campaign_children(job_id);
+CREATE INDEX campaign_children_parent ON campaign_children(parent_job_id);
+CREATE INDEX idempotency_job ON idempotency(job_id);

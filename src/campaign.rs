@@ -56,10 +56,22 @@ fn live_jobs(c: &Connection, campaign_id: &str) -> rusqlite::Result<i64> {
     )
 }
 
+/// Starts a new campaign with its first batch; refuses an id already taken.
+pub fn start(tx: &Tx, b: &NewBatch) -> rusqlite::Result<Result<String, Reject>> {
+    let id = &b.campaign_id;
+    let exists: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = ?1)", [id], |r| r.get(0))?;
+    if exists {
+        return Ok(Err(Reject::Conflict(format!(
+            "campaign {id} exists; POST /v1/campaigns/{id}/resume continues it"
+        ))));
+    }
+    queue_batch(tx, b)
+}
+
 /// Creates the campaign (when new) and queues one parent job. Refuses a batch
 /// while another batch of the campaign is still running.
 pub fn queue_batch(tx: &Tx, b: &NewBatch) -> rusqlite::Result<Result<String, Reject>> {
-    let t = jobs::now();
+    let t = crate::clock::now();
     let existing: Option<String> = tx
         .query_row("SELECT parent FROM campaigns WHERE id = ?1", [&b.campaign_id], |r| r.get(0))
         .optional()?;
@@ -113,7 +125,7 @@ pub fn queue_batch(tx: &Tx, b: &NewBatch) -> rusqlite::Result<Result<String, Rej
             b.campaign_id, b.start_position
         ))));
     }
-    let id = crate::engine::new_id();
+    let id = crate::ids::new_id();
     let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs", [], |r| r.get(0))?;
     tx.execute(
         "INSERT INTO jobs (id, seq, kind, status, trigger, settings, out_dir, created, modified, campaign_id, start_position)
@@ -156,7 +168,7 @@ fn children(parent: &str, pattern: &str) -> anyhow::Result<Vec<Child>> {
         .map(|e| e.file_name())
         .filter(|n| {
             let s = n.to_string_lossy();
-            !crate::triggers::watch::is_temp_name(&s) && crate::triggers::watch::glob_match(pattern, &s)
+            !crate::triggers::watch::is_temp_name(&s) && crate::glob::glob_match(pattern, &s)
         })
         .collect();
     names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
@@ -190,7 +202,7 @@ impl Runner {
 
     /// Ticks after every write by someone else (a job ending is a write) and
     /// at least once a second; its own writes do not wake it again.
-    pub fn run(self, stop: &crate::store::Stop) {
+    pub fn run(self, stop: &crate::signals::Stop) {
         while !stop.is_set() {
             if let Err(e) = self.tick() {
                 tracing::error!("campaigns: {e:#}");
@@ -247,7 +259,7 @@ impl Runner {
         let d = self.config.data_dir.join("parts");
         let job_id = parent_job.to_owned();
         self.store.write(move |tx| {
-            let t = jobs::now();
+            let t = crate::clock::now();
             let still_queued: bool = tx.query_row("SELECT status = 'QUEUED' FROM jobs WHERE id = ?1", [&job_id], |r| r.get(0))?;
             if !still_queued {
                 return Ok(());
@@ -288,7 +300,7 @@ impl Runner {
                     skipped += 1;
                     None
                 } else {
-                    let id = crate::engine::new_id();
+                    let id = crate::ids::new_id();
                     let job = NewJob {
                         out_dir: d.join(&id).to_string_lossy().into_owned(),
                         id,
@@ -340,7 +352,7 @@ impl Runner {
     fn advance(&self, campaign: &str) -> anyhow::Result<bool> {
         let campaign = campaign.to_owned();
         self.store.write(move |tx| {
-            let t = jobs::now();
+            let t = crate::clock::now();
             if live_jobs(tx, &campaign)? > 0 {
                 return Ok(false);
             }
@@ -434,7 +446,7 @@ pub fn set_running(tx: &Tx, id: &str, stop: bool) -> rusqlite::Result<Result<(),
     };
     tx.execute(
         "UPDATE campaigns SET status = ?2, error = NULL, finished = NULL, modified = ?3 WHERE id = ?1",
-        params![id, to, jobs::now()],
+        params![id, to, crate::clock::now()],
     )?;
     jobs::event(tx, None, "campaign.status", json!({"campaign_id": id, "status": to}))?;
     Ok(Ok(()))
@@ -453,15 +465,15 @@ pub fn view(c: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
                     "batch_size": r.get::<_, i64>(3)?, "total_children": r.get::<_, Option<i64>>(4)?,
                     "max_failed_children": r.get::<_, Option<i64>>(5)?, "managed": r.get::<_, bool>(6)?,
                     "status": r.get::<_, String>(7)?, "known": r.get::<_, Option<i64>>(8)?, "error": r.get::<_, Option<String>>(9)?,
-                    "created": jobs::rfc3339(r.get(10)?), "modified": jobs::rfc3339(r.get(11)?),
-                    "finished": r.get::<_, Option<f64>>(12)?.map(jobs::rfc3339),
+                    "created": crate::clock::rfc3339(r.get(10)?), "modified": crate::clock::rfc3339(r.get(11)?),
+                    "finished": r.get::<_, Option<f64>>(12)?.map(crate::clock::rfc3339),
                     "settings": serde_json::from_str::<Value>(&r.get::<_, String>(13)?).unwrap_or(Value::Null),
                 }))
             },
         )
         .optional()?;
     let Some(mut v) = row else { return Ok(None) };
-    let t = jobs::now();
+    let t = crate::clock::now();
     let (parents, child_jobs, succeeded, failed, running, recent): (i64, i64, i64, i64, i64, i64) = c.query_row(
         "SELECT COALESCE(SUM(kind = 'parent'), 0), COALESCE(SUM(kind = 'ingest'), 0),
                 COALESCE(SUM(kind = 'ingest' AND status = 'COMPLETED'), 0),
@@ -499,7 +511,7 @@ pub fn view(c: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
         .filter(|&n| n > 0)
         .map(|n| (processed as f64 * 1000.0 / n as f64).round() / 10.0);
     let status = v["status"].as_str().unwrap_or("").to_owned();
-    let n = |x: i64| crate::cli::thousands(x.max(0) as u64);
+    let n = |x: i64| crate::text::thousands(x.max(0) as u64);
     let of = total.map_or("?".into(), n);
     let mut message = match status.as_str() {
         "COMPLETED" => format!(
@@ -527,7 +539,7 @@ pub fn view(c: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
                 m.push_str(&format!(" · {rate:.1} children/sec"));
             }
             if let Some(e) = eta {
-                m.push_str(&format!(" · ~{} remaining", jobs::human_duration(e)));
+                m.push_str(&format!(" · ~{} remaining", crate::text::human_duration(e)));
             }
             m.push_str(&format!(" · batch {parents}"));
             m
@@ -576,5 +588,5 @@ pub fn list(c: &Connection, limit: i64) -> rusqlite::Result<Vec<Value>> {
 
 /// A new campaign id: `c-` and the job-id clock-and-random form.
 pub fn new_id() -> String {
-    format!("c-{}", crate::engine::new_id())
+    format!("c-{}", crate::ids::new_id())
 }

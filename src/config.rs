@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::split::{Compression, OnMissing};
 
+/// A century: beyond it a cutoff is before any job, and far enough beyond it
+/// is not a date at all.
+pub const MAX_KEEP_DAYS: f64 = 36_500.0;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -359,7 +363,7 @@ impl Config {
             if !names.insert(&s.name) {
                 return bad("schedule.name", &format!("{:?} is used twice", s.name));
             }
-            if let Err(e) = crate::triggers::schedule::Rule::new(s) {
+            if let Err(e) = crate::triggers::cron::Rule::new(&s.cron, s.timezone.as_deref()) {
                 return Err(anyhow::anyhow!("schedule {:?}: {e}", s.name));
             }
             if s.batch_size == Some(0) {
@@ -369,8 +373,8 @@ impl Config {
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024");
         }
-        if !(0.0..=crate::http::MAX_KEEP_DAYS).contains(&self.retention.keep_days) {
-            return bad("retention.keep_days", "must be from 0 to 36500");
+        if !(0.0..=MAX_KEEP_DAYS).contains(&self.retention.keep_days) {
+            return bad("retention.keep_days", &format!("must be from 0 to {MAX_KEEP_DAYS}"));
         }
         Ok(())
     }

@@ -44,7 +44,7 @@ pub fn ensure_token(data_dir: &Path) -> anyhow::Result<String> {
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut raw))
         .context("reading /dev/urandom for a token")?;
-    let token = crate::split::zipwrite::hex(&raw);
+    let token = crate::fsx::hex(&raw);
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -126,7 +126,7 @@ pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool
     let engine = Engine::start(store.clone(), Arc::clone(&config))?;
     let watcher = crate::triggers::watch::Watcher::new(store.clone(), Arc::clone(&config))?;
     let scheduler = Scheduler::new(store.clone(), Arc::clone(&config), clock.clone())?;
-    let watch_stop = Arc::new(crate::store::Stop::default());
+    let watch_stop = Arc::new(crate::signals::Stop::default());
     let trigger_threads = {
         let (stop, stop2, stop3, stop4) = (
             Arc::clone(&watch_stop),

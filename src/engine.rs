@@ -9,8 +9,8 @@
 //! boundary through the task's `Progress::cancel` flag. Workers never hold a
 //! database connection: they go through [`Store::write`] and [`Store::read`].
 
+use crate::ids::random_u64;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,7 +42,7 @@ pub struct Engine {
     stopping: AtomicBool,
     running: Mutex<HashMap<i64, Running>>,
     /// Rung when a task starts, so the timeout supervisor can sleep while none runs.
-    started: crate::store::EventBell,
+    started: crate::signals::EventBell,
     plans: Mutex<HashMap<(String, i64), PlanEntry>>,
     /// Rows packed by tasks that have ended; with the running tasks' own counts
     /// this gives the rate shown in systemd's STATUS line.
@@ -76,17 +76,6 @@ impl EngineHandle {
     }
 }
 
-fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
-}
-
-/// A new job id: time-ordered, 16 hex digits plus 4 random ones.
 /// What kind of failure a task attempt ended in, as the retry policy sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -115,13 +104,6 @@ pub fn retry_in(config: &Config, failure: Failure, attempts: u32) -> Option<f64>
     }
 }
 
-pub fn new_id() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    format!("{ms:012x}{:08x}", random_u64() as u32)
-}
-
 pub fn error_json(e: &Error) -> Value {
     json!({"code": e.code(), "message": e.to_string(), "entry": e.entry(), "line": e.line()})
 }
@@ -134,7 +116,7 @@ impl Engine {
             config,
             stopping: AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
-            started: crate::store::EventBell::default(),
+            started: crate::signals::EventBell::default(),
             plans: Mutex::new(HashMap::new()),
             rows_finished: std::sync::atomic::AtomicU64::new(0),
         });
@@ -239,7 +221,7 @@ impl Engine {
         let status = format!(
             "STATUS={} tasks running, {queued} jobs queued or processing, {} rows/s",
             self.running_tasks(),
-            crate::cli::thousands(rate.round() as u64)
+            crate::text::thousands(rate.round() as u64)
         );
         crate::sdnotify::notify(&if alive { format!("WATCHDOG=1\n{status}") } else { status });
     }

@@ -2,34 +2,49 @@
 //!
 //! # Layout
 //!
-//! - [`split`]: the splitting engine — source readers (ZIP, TAR, TAR.GZ,
-//!   directories), the manifest, the planner and the part writer.
-//! - [`store`]: the SQLite state (schema, writer thread, read pool, queries).
-//! - [`engine`]: workers that claim and run PLAN/PACK/FINISH tasks.
+//! - [`split`]: the splitting engine, a library that knows nothing of the
+//!   daemon — source readers (ZIP, TAR, TAR.GZ, directories), the manifest, the
+//!   planner and the part writer.
+//! - [`store`]: the SQLite state (schema, migrations, writer thread, read pool,
+//!   the job and counter queries, retention). It imports no caller.
+//! - [`engine`]: workers that claim and run PLAN/PACK/HOOK/FINISH tasks.
 //! - [`campaign`]: parent jobs and the sequential, resumable campaign runner.
 //! - [`hooks`]: site programs run after each part and each job.
-//! - [`http`]: the JSON API; [`daemon`] ties store, engine and API together.
+//! - [`http`]: the JSON API — the server, one route table, token auth, one
+//!   file per resource; [`daemon`] ties store, engine and API together.
 //! - [`triggers`]: watched inboxes and cron schedules that turn files into jobs.
-//! - [`logging`]: log format and destination (stdout for the daemon, journald-aware).
-//! - [`sdnotify`]: systemd readiness, status and watchdog notifications.
-//! - [`failpoint`]: crash points for tests (`--features failpoints`).
 //! - [`config`]: the TOML configuration with embedded defaults.
 //! - [`cli`]: the command line, one file per subcommand.
 //! - [`error`]: the error type with stable codes shared by every interface.
+//! - [`logging`], [`sdnotify`], [`failpoint`]: logs, systemd notifications,
+//!   crash points for tests (`--features failpoints`).
+//!
+//! Leaf modules, used everywhere and depending on nothing of ours (`fsx` on the
+//! error type only): [`text`] (numbers and durations for people), [`clock`]
+//! (times as stored and shown), [`ids`] (job ids, random bits), [`fsx`] (file
+//! hashes, directory fsync), [`glob`] (file-name globs), [`signals`] (the
+//! event bell, stop requests, process signals). Apart from `split`'s readers
+//! and their shared entry type, no two modules import each other.
 
 pub mod campaign;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
+pub mod fsx;
+pub mod glob;
 pub mod hooks;
 pub mod http;
+pub mod ids;
 pub mod logging;
 pub mod sdnotify;
+pub mod signals;
 pub mod split;
 pub mod store;
+pub mod text;
 pub mod triggers;
 
 pub use cli::{run, Cli};

@@ -582,7 +582,7 @@ pub fn campaign(args: CampaignArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    crate::cli::install_interrupt_handler();
+    crate::signals::install_interrupt_handler();
     loop {
         let c = client.ok("GET", &format!("/v1/campaigns/{id}"), None)?;
         if args.json {
@@ -598,7 +598,7 @@ pub fn campaign(args: CampaignArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         for _ in 0..10 {
-            if crate::cli::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            if crate::signals::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
                 println!("(stopped following; the campaign goes on in the daemon)");
                 return Ok(());
             }

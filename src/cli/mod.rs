@@ -45,6 +45,11 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // A command's output may be piped into `head`; the daemon keeps Rust's
+    // default (SIGPIPE ignored) so a client hanging up cannot kill it.
+    if !matches!(cli.command, Command::Serve(_)) {
+        crate::signals::default_sigpipe();
+    }
     match cli.command {
         Command::Split(args) => split::run(args),
         Command::Serve(args) => serve::serve(args),
@@ -57,50 +62,5 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schedules(args) => client::schedules(args),
         Command::Campaign(args) => client::campaign(args),
         Command::Clean(args) => client::clean(args),
-    }
-}
-
-/// 12345678 → "12,345,678".
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Bytes in binary units with one decimal.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-/// Flips to true on SIGINT or SIGTERM; long-running commands poll it and stop at
-/// a safe point instead of dying mid-write.
-pub(crate) static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
-pub(crate) fn install_interrupt_handler() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
 }

@@ -66,8 +66,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .join(", ")
     );
     eprintln!("  try            batchd submit SOURCE --data-dir {d} --wait    (SOURCE below an allowed root)");
-    super::install_interrupt_handler();
-    crate::daemon::run(listener, config, &super::INTERRUPTED)
+    crate::signals::install_interrupt_handler();
+    crate::daemon::run(listener, config, &crate::signals::INTERRUPTED)
 }
 
 #[derive(Debug, Args)]

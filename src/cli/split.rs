@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{human_bytes, thousands, INTERRUPTED};
+use crate::signals::INTERRUPTED;
 use crate::split::{self, Compression, OnMissing, Progress, SplitOptions, Summary};
+use crate::text::{human_bytes, thousands};
 
 #[derive(Debug, Args)]
 pub struct SplitArgs {
@@ -57,7 +58,7 @@ pub fn run(args: SplitArgs) -> anyhow::Result<()> {
     }
     opts.dry_run = args.dry_run;
 
-    super::install_interrupt_handler();
+    crate::signals::install_interrupt_handler();
     let progress = Arc::new(Progress::default());
     let show_bar = !args.json && std::io::stderr().is_terminal();
     let watcher = {

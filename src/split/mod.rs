@@ -334,7 +334,7 @@ fn fail(opts: &SplitOptions, stem: &str, parts: Option<&[PartSummary]>, err: Err
             }
             None => remove_parts(&opts.out, stem),
         }
-        let _ = zipwrite::sync_dir(&opts.out);
+        let _ = crate::fsx::sync_dir(&opts.out);
     }
     err
 }
@@ -468,6 +468,6 @@ fn verify_existing(path: &Path, comment: &str) -> Option<zipwrite::Written> {
     let bytes = f.metadata().ok()?.len();
     Some(zipwrite::Written {
         bytes,
-        sha256: zipwrite::hash_file(path).ok()?,
+        sha256: crate::fsx::hash_file(path).ok()?,
     })
 }

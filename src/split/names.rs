@@ -3,6 +3,7 @@
 //! splitter compares and writes. Also the DOS date/time conversion ZIP needs, so
 //! that timestamps always come from the source and never from the clock.
 
+use crate::clock::civil_from_days;
 use crate::error::{Error, Result};
 
 /// What a raw archive name turned out to be.
@@ -197,20 +198,6 @@ impl DosTime {
             date: (((y - 1980) as u16) << 9) | ((m as u16) << 5) | d as u16,
         }
     }
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian, UTC).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

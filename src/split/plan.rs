@@ -323,7 +323,7 @@ pub fn fingerprint(
         h.update(e.time.date.to_le_bytes());
     }
     let digest = h.finalize();
-    format!("batchd part {n}/{total} plan {}", &super::zipwrite::hex(&digest)[..32])
+    format!("batchd part {n}/{total} plan {}", &crate::fsx::hex(&digest)[..32])
 }
 
 /// The name an entry gets inside a part: its path below the manifest's folder.

@@ -54,7 +54,7 @@ fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], at: u64) -> Result<()
 /// while indexing, each local header) with its own `pread` cost 400,000 system
 /// calls for 200,000 entries, a fifth of a split; so when a piece starts close
 /// after the last one (a dense run of small entries) the window is refilled with
-/// [`WINDOW`] bytes and the next pieces come from memory. A piece far from the
+/// `WINDOW` bytes and the next pieces come from memory. A piece far from the
 /// last one is read alone, so scattered entries read nothing extra.
 pub struct Window<'f> {
     file: &'f File,
@@ -88,7 +88,7 @@ impl<'f> Window<'f> {
         Ok(Window::new(file, path, len))
     }
 
-    /// The `n` bytes at `at` (`n` at most [`WINDOW`] to stay within the buffer's size).
+    /// The `n` bytes at `at` (`n` at most `WINDOW` to stay within the buffer's size).
     pub fn get(&mut self, at: u64, n: usize) -> Result<&[u8]> {
         let end = at + n as u64;
         let hit = at >= self.start && end <= self.start + self.buf.len() as u64;

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::names::DosTime;
 use crate::error::{Error, Result};
+use crate::fsx::{hash_file, hex, sync_dir};
 
 const VERSION_MADE_BY: u16 = (3 << 8) | 45; // Unix, spec 4.5
 const FILE_ATTR: u32 = 0o100644 << 16;
@@ -477,21 +478,4 @@ fn check_name(name: &str) -> Result<()> {
         });
     }
     Ok(())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn hash_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).map_err(|e| Error::io(path, "opening", e))?;
-    let mut sha = Sha256::new();
-    io::copy(&mut f, &mut sha).map_err(|e| Error::io(path, "reading", e))?;
-    Ok(hex(&sha.finalize()))
-}
-
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, "syncing directory", e))
 }

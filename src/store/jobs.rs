@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::Tx;
+use crate::clock::{now, rfc3339};
 use crate::split::{Compression, OnMissing};
+use crate::text::human_duration;
 
 /// Settings of one job, stored as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -41,12 +43,6 @@ pub struct NewJob {
     pub priority: i64,
     pub out_dir: String,
     pub idempotency: Option<(String, String)>,
-}
-
-pub fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Event kinds listed under a job's "errors".
@@ -642,20 +638,6 @@ pub fn reopen_part(tx: &Tx, job_id: &str, source_n: i64, n: i64) -> rusqlite::Re
     Ok(())
 }
 
-/// RFC 3339 UTC with milliseconds.
-pub fn rfc3339(t: f64) -> String {
-    let secs = t.floor() as i64;
-    let ms = ((t - t.floor()) * 1000.0) as u32;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = crate::split::names::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
 fn ts(v: Option<f64>) -> Value {
     v.map_or(Value::Null, |t| Value::String(rfc3339(t)))
 }
@@ -829,7 +811,7 @@ fn status_message(
     j: &Value,
     estimated: bool,
 ) -> String {
-    let n = |v: i64| crate::cli::thousands(v.max(0) as u64);
+    let n = |v: i64| crate::text::thousands(v.max(0) as u64);
     match status {
         "DRAFT" => "Draft: add sources, then submit".into(),
         "QUEUED" => "Queued".into(),
@@ -863,17 +845,6 @@ fn status_message(
         "FAILED" => format!("Failed: {}", j["error"]["message"].as_str().unwrap_or("unknown error")),
         "CANCELLED" => format!("Cancelled after {}/{} rows", n(processed), n(total)),
         other => other.to_owned(),
-    }
-}
-
-/// 17820 → "4h 57m"; 95 → "1m 35s"; 7 → "7s".
-pub fn human_duration(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m {}s", s / 60, s % 60),
-        3600..=86_399 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
     }
 }
 

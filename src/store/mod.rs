@@ -7,21 +7,21 @@
 //! The last `Store` to be dropped waits for the writer to checkpoint the WAL and
 //! close, so from then on the database file alone is the whole database.
 
+pub mod counters;
 pub mod jobs;
 pub mod retention;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use r2d2_sqlite::rusqlite::{self, Connection, OpenFlags};
 use r2d2_sqlite::SqliteConnectionManager;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
-/// The version `schema.sql` creates; MIGRATIONS[i] moves version i+1 to i+2.
-pub const SCHEMA_VERSION: i64 = 1;
+/// Moves a database made by an older batchd forward: MIGRATIONS[i] takes
+/// version i+1 to i+2 (version 1 is `migrations/001_initial.sql`).
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/002_watch.sql"),
     include_str!("../../migrations/003_schedule.sql"),
@@ -29,6 +29,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/005_campaign.sql"),
     include_str!("../../migrations/006_retention.sql"),
 ];
+/// The version `schema.sql` creates: the last migration's.
+pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 
 pub type Tx<'a> = rusqlite::Transaction<'a>;
 /// Called after the batch's COMMIT with its outcome.
@@ -37,72 +39,13 @@ type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// and hands back what to tell its caller once the commit is done.
 type WriteFn = Box<dyn FnOnce(&Tx) -> (bool, Deliver) + Send>;
 
-/// Tells long-pollers that new events exist.
-#[derive(Default)]
-pub struct EventBell {
-    seq: Mutex<u64>,
-    cv: Condvar,
-}
-
-impl EventBell {
-    pub fn ring(&self) {
-        *self.seq.lock().unwrap() += 1;
-        self.cv.notify_all();
-    }
-
-    /// Changes with every committed write: a cheap "has anything changed?" check.
-    pub fn generation(&self) -> u64 {
-        *self.seq.lock().unwrap()
-    }
-
-    /// Waits until rung or `timeout` passes.
-    pub fn wait(&self, timeout: Duration) {
-        let start = self.generation();
-        self.wait_since(start, timeout);
-    }
-
-    /// Waits until the generation differs from `seen` (at once if it already does)
-    /// or `timeout` passes.
-    pub fn wait_since(&self, seen: u64, timeout: Duration) {
-        let guard = self.seq.lock().unwrap();
-        let _ = self.cv.wait_timeout_while(guard, timeout, |s| *s == seen);
-    }
-}
-
-/// A stop request that background loops can sleep on: `sleep` returns early
-/// once `set` is called, so shutdown does not wait out a scan interval.
-#[derive(Default)]
-pub struct Stop {
-    flag: std::sync::atomic::AtomicBool,
-    bell: EventBell,
-}
-
-impl Stop {
-    pub fn set(&self) {
-        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.bell.ring();
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.flag.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Sleeps for `d`, or less if a stop is requested meanwhile.
-    pub fn sleep(&self, d: Duration) {
-        let seen = self.bell.generation();
-        if !self.is_set() {
-            self.bell.wait_since(seen, d);
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct Store {
     // Declared before `pool`, so it is dropped first: see `Writer`'s Drop.
     writer: Arc<Writer>,
     pool: r2d2::Pool<SqliteConnectionManager>,
     pub path: PathBuf,
-    pub bell: Arc<EventBell>,
+    pub bell: Arc<crate::signals::EventBell>,
 }
 
 /// The writer thread and the only way to reach it. Shared by every clone of a
@@ -163,21 +106,18 @@ fn open_write(path: &Path) -> anyhow::Result<Connection> {
 
 fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let latest = SCHEMA_VERSION + MIGRATIONS.len() as i64;
-    if version > latest {
-        bail!("the database has schema version {version}, newer than this batchd knows ({latest}); run a newer batchd");
+    if version > SCHEMA_VERSION {
+        bail!("the database has schema version {version}, newer than this batchd knows ({SCHEMA_VERSION}); run a newer batchd");
     }
     let tx = conn.transaction()?;
     if version == 0 {
         tx.execute_batch(SCHEMA).context("applying schema.sql")?;
-        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    } else {
+        for (i, m) in MIGRATIONS.iter().enumerate().skip((version - 1) as usize) {
+            tx.execute_batch(m).with_context(|| format!("migration to version {}", i + 2))?;
+        }
     }
-    let from = version.max(SCHEMA_VERSION);
-    for (i, m) in MIGRATIONS.iter().enumerate().skip((from - SCHEMA_VERSION) as usize) {
-        tx.execute_batch(m)
-            .with_context(|| format!("migration to version {}", SCHEMA_VERSION + i as i64 + 1))?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + i as i64 + 1))?;
-    }
+    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     tx.commit()?;
     Ok(())
 }
@@ -225,7 +165,7 @@ impl Store {
             }),
             pool,
             path: path.to_owned(),
-            bell: Arc::new(EventBell::default()),
+            bell: Arc::new(crate::signals::EventBell::default()),
         })
     }
 

@@ -14,7 +14,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::jobs;
-use super::{Stop, Store};
+use super::Store;
+use crate::signals::Stop;
 
 /// Jobs removed per transaction.
 const BATCH: i64 = 500;
@@ -32,7 +33,7 @@ pub struct Pruned {
 /// Removes finished jobs that ended before `cutoff` (Unix seconds).
 pub fn prune(store: &Store, cutoff: f64, delete_parts: bool, dry_run: bool) -> anyhow::Result<Pruned> {
     let mut out = Pruned {
-        cutoff: jobs::rfc3339(cutoff),
+        cutoff: crate::clock::rfc3339(cutoff),
         dry_run,
         ..Pruned::default()
     };
@@ -118,7 +119,7 @@ pub fn run(store: Store, keep_days: f64, delete_parts: bool, stop: &Stop) {
     }
     stop.sleep(Duration::from_secs(60));
     while !stop.is_set() {
-        let cutoff = jobs::now() - keep_days * 86_400.0;
+        let cutoff = crate::clock::now() - keep_days * 86_400.0;
         match prune(&store, cutoff, delete_parts, false) {
             Ok(p) if p.jobs > 0 => tracing::info!(
                 jobs = p.jobs,

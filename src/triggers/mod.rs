@@ -2,5 +2,6 @@
 //! dropped into inbox directories into jobs, exactly once each; `schedule`
 //! sweeps directories at cron times for files it has not ingested yet.
 
+pub mod cron;
 pub mod schedule;
 pub mod watch;

@@ -17,20 +17,18 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::store::Stop;
+use crate::signals::Stop;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, TimeZone, Utc};
-use chrono_tz::Tz;
-use croner::Cron;
 use r2d2_sqlite::rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
+use super::cron::Rule;
 use crate::config::{Config, Misfire, Schedule};
 use crate::store::jobs::{self, NewJob};
 use crate::store::Store;
@@ -71,71 +69,6 @@ impl Clock {
 }
 
 /// The time zone named by `$TZ`, else by the `/etc/localtime` link, else UTC.
-pub fn local_timezone() -> String {
-    let from_env = std::env::var("TZ").ok().map(|t| t.trim_start_matches(':').to_owned());
-    let from_link = std::fs::read_link("/etc/localtime")
-        .ok()
-        .and_then(|p| p.to_str().and_then(|s| s.split_once("zoneinfo/").map(|(_, z)| z.to_owned())));
-    from_env
-        .into_iter()
-        .chain(from_link)
-        .find(|z| Tz::from_str(z).is_ok())
-        .unwrap_or_else(|| "UTC".into())
-}
-
-/// A parsed cron expression in its time zone.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    cron: Cron,
-    tz: Tz,
-}
-
-impl Rule {
-    pub fn new(s: &Schedule) -> Result<Rule, String> {
-        Rule::parse(&s.cron, s.timezone.as_deref().unwrap_or(&local_timezone()))
-    }
-
-    pub fn parse(cron: &str, timezone: &str) -> Result<Rule, String> {
-        let fields = cron.split_whitespace().count();
-        if !(5..=6).contains(&fields) {
-            return Err(format!(
-                "cron {cron:?} has {fields} fields; write 5 (minute hour day month weekday) or 6 (with seconds first)"
-            ));
-        }
-        let cron = Cron::from_str(cron).map_err(|e| format!("cron {cron:?}: {e}"))?;
-        let tz = Tz::from_str(timezone).map_err(|_| format!("timezone {timezone:?} is not an IANA time zone name (like Europe/Oslo)"))?;
-        Ok(Rule { cron, tz })
-    }
-
-    pub fn timezone(&self) -> &str {
-        self.tz.name()
-    }
-
-    /// The first fire strictly after `t`.
-    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron
-            .find_next_occurrence(&t.with_timezone(&self.tz), false)
-            .ok()
-            .map(|d| d.with_timezone(&Utc))
-    }
-
-    /// Fire times in `(from, to]`, oldest first, at most `limit`.
-    pub fn fires_between(&self, from: DateTime<Utc>, to: DateTime<Utc>, limit: usize) -> Vec<DateTime<Utc>> {
-        let mut out = Vec::new();
-        let mut t = from;
-        while out.len() < limit {
-            match self.next_after(t) {
-                Some(n) if n <= to => {
-                    out.push(n);
-                    t = n;
-                }
-                _ => break,
-            }
-        }
-        out
-    }
-}
-
 /// What to do with one fire time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -183,7 +116,7 @@ fn candidates(s: &Schedule) -> anyhow::Result<Vec<Candidate>> {
         .flatten()
     {
         let name = item.file_name().to_string_lossy().into_owned();
-        if super::watch::is_temp_name(&name) || !super::watch::glob_match(&s.pattern, &name) {
+        if super::watch::is_temp_name(&name) || !crate::glob::glob_match(&s.pattern, &name) {
             continue;
         }
         let path = item.path();
@@ -236,7 +169,7 @@ impl Scheduler {
         let mut rules = Vec::new();
         let mut cursors = HashMap::new();
         for s in &config.schedule {
-            let rule = Rule::new(s).map_err(|e| anyhow::anyhow!("schedule {:?}: {e}", s.name))?;
+            let rule = Rule::new(&s.cron, s.timezone.as_deref()).map_err(|e| anyhow::anyhow!("schedule {:?}: {e}", s.name))?;
             let (name, now) = (s.name.clone(), secs(clock.now()));
             let cursor: f64 = store.write_quiet(move |tx| {
                 tx.execute(
@@ -301,7 +234,7 @@ impl Scheduler {
                         tx,
                         None,
                         "schedule.missed",
-                        json!({"schedule": name, "count": n, "first": jobs::rfc3339(first), "last": jobs::rfc3339(last_missed)}),
+                        json!({"schedule": name, "count": n, "first": crate::clock::rfc3339(first), "last": crate::clock::rfc3339(last_missed)}),
                     )
                 })?;
             }
@@ -325,7 +258,7 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
     let listed = candidates(s);
     let error = listed.as_ref().err().map(|e| format!("{e:#}"));
     let files = listed.unwrap_or_default();
-    let id = crate::engine::new_id();
+    let id = crate::ids::new_id();
     let out_dir = s.output_dir.clone().unwrap_or_else(|| config.data_dir.join("parts").join(&id));
     let settings = config.defaults.settings(s.batch_size, s.file_column.as_ref());
     let name = s.name.clone();
@@ -334,7 +267,7 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
         let taken = tx.execute(
             "INSERT INTO schedule_fires (schedule, scheduled_at, manual, fired_at, result, late) VALUES (?1, ?2, ?3, ?4, 'EMPTY', ?5)
              ON CONFLICT (schedule, scheduled_at, manual) DO NOTHING",
-            params![name, at, manual, jobs::now(), late],
+            params![name, at, manual, crate::clock::now(), late],
         )? == 1;
         if let Some(c) = cursor {
             tx.execute("UPDATE schedules SET cursor = MAX(cursor, ?2) WHERE name = ?1", params![name, c])?;
@@ -404,7 +337,7 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
             tx,
             Some(&job.id),
             "schedule.fired",
-            json!({"schedule": name, "scheduled_at": jobs::rfc3339(at), "files": new.len(), "manual": manual, "late": late}),
+            json!({"schedule": name, "scheduled_at": crate::clock::rfc3339(at), "files": new.len(), "manual": manual, "late": late}),
         )?;
         fired.result = "QUEUED".into();
         fired.job_id = Some(job.id);
@@ -415,8 +348,8 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
 /// A fire row as the API shows it.
 fn fire_json(r: &r2d2_sqlite::rusqlite::Row) -> r2d2_sqlite::rusqlite::Result<Value> {
     Ok(json!({
-        "scheduled_at": jobs::rfc3339(r.get(0)?),
-        "fired_at": jobs::rfc3339(r.get(1)?),
+        "scheduled_at": crate::clock::rfc3339(r.get(0)?),
+        "fired_at": crate::clock::rfc3339(r.get(1)?),
         "manual": r.get::<_, bool>(2)?,
         "late": r.get::<_, bool>(3)?,
         "result": r.get::<_, String>(4)?,
@@ -442,7 +375,7 @@ pub struct State {
 pub fn states(conn: &Connection, config: &Config) -> anyhow::Result<Vec<State>> {
     let mut out = Vec::new();
     for s in &config.schedule {
-        let rule = Rule::new(s).map_err(|e| anyhow::anyhow!("schedule {:?}: {e}", s.name))?;
+        let rule = Rule::new(&s.cron, s.timezone.as_deref()).map_err(|e| anyhow::anyhow!("schedule {:?}: {e}", s.name))?;
         let row: Option<(f64, i64)> = conn
             .query_row("SELECT cursor, missed FROM schedules WHERE name = ?1", [&s.name], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -471,10 +404,10 @@ pub fn states(conn: &Connection, config: &Config) -> anyhow::Result<Vec<State>> 
             "dir": s.dir,
             "pattern": s.pattern,
             "misfire": s.misfire,
-            "next_fire": next.map(|t| jobs::rfc3339(secs(t))),
-            "last_scheduled": row.map(|(c, _)| jobs::rfc3339(c)),
+            "next_fire": next.map(|t| crate::clock::rfc3339(secs(t))),
+            "last_scheduled": row.map(|(c, _)| crate::clock::rfc3339(c)),
             "last_fire": last,
-            "last_success": last_success.map(jobs::rfc3339),
+            "last_success": last_success.map(crate::clock::rfc3339),
             "fires": fires,
             "missed": row.map_or(0, |(_, m)| m),
         });

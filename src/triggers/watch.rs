@@ -22,7 +22,8 @@
 //! Identity is never the inode alone: an inode freed by a finished file and
 //! reused by a new one is just a new file.
 
-use crate::store::Stop;
+use crate::glob::glob_match;
+use crate::signals::Stop;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -47,28 +48,6 @@ pub fn is_temp_name(name: &str) -> bool {
         || [".partial", ".tmp", ".filepart", ".crdownload", ".part"]
             .iter()
             .any(|s| name.ends_with(s))
-}
-
-/// Glob match on a file name: `*`, `?` and `{a,b}` alternatives.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    if let (Some(open), Some(close)) = (pattern.find('{'), pattern.find('}')) {
-        if open < close {
-            let (head, tail) = (&pattern[..open], &pattern[close + 1..]);
-            return pattern[open + 1..close]
-                .split(',')
-                .any(|alt| glob_match(&format!("{head}{alt}{tail}"), name));
-        }
-    }
-    fn rec(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => rec(&p[1..], n) || (!n.is_empty() && rec(p, &n[1..])),
-            (Some(b'?'), Some(_)) => rec(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => rec(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    rec(pattern.as_bytes(), name.as_bytes())
 }
 
 /// True when the archive looks whole: a ZIP end record, tar end blocks. Other
@@ -247,13 +226,13 @@ impl Watcher {
     }
 
     fn claim(&self, w: &Watch, name: &str, size: u64, inode: u64) -> anyhow::Result<()> {
-        let id = crate::engine::new_id();
+        let id = crate::ids::new_id();
         let processing = dirs(w)[0].join(&id).join(name);
         let (watch, n, p) = (w.name.clone(), name.to_owned(), processing.to_string_lossy().into_owned());
         let row: i64 = self.store.write(move |tx| {
             tx.execute(
                 "INSERT INTO watch_files (watch, name, size, inode, state, processing_path, detected) VALUES (?1, ?2, ?3, ?4, 'CLAIMING', ?5, ?6)",
-                params![watch, n, size as i64, inode as i64, p, jobs::now()],
+                params![watch, n, size as i64, inode as i64, p, crate::clock::now()],
             )?;
             Ok(tx.last_insert_rowid())
         })?;
@@ -261,7 +240,7 @@ impl Watcher {
         fs::create_dir_all(processing.parent().expect("has a parent"))?;
         fs::rename(w.dir.join(name), &processing).with_context(|| format!("claiming {}", w.dir.join(name).display()))?;
         crate::failpoint::hit("watch.claim.renamed");
-        crate::split::zipwrite::sync_dir(&w.dir)?;
+        crate::fsx::sync_dir(&w.dir)?;
         crate::failpoint::hit("watch.claim.synced");
         self.queue(w, row, &id, &processing)?;
         crate::failpoint::hit("watch.claim.queued");
@@ -306,7 +285,7 @@ impl Watcher {
             if let (true, Some((job_id, name))) = (skip, &earlier) {
                 tx.execute(
                     "UPDATE watch_files SET state = 'DONE', sha256 = ?2, outcome = 'DUPLICATE', finished = ?3 WHERE id = ?1",
-                    params![row, sha2, jobs::now()],
+                    params![row, sha2, crate::clock::now()],
                 )?;
                 jobs::event(
                     tx,
@@ -435,7 +414,7 @@ impl Watcher {
             self.store.write(move |tx| {
                 tx.execute(
                     "UPDATE watch_files SET state = 'DONE', finished = ?2, outcome = ?3 WHERE id = ?1",
-                    params![row, jobs::now(), status],
+                    params![row, crate::clock::now(), status],
                 )
                 .map(|_| ())
             })?;
@@ -487,7 +466,7 @@ fn tree_signature(dir: &Path) -> std::io::Result<(u64, i64, i64, u64)> {
 fn content_hash(path: &Path) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
     if !path.is_dir() {
-        return Ok(crate::split::zipwrite::hash_file(path)?);
+        return Ok(crate::fsx::hash_file(path)?);
     }
     let mut sha = Sha256::new();
     for (rel, meta) in walk(path).with_context(|| format!("reading directory {}", path.display()))? {
@@ -495,7 +474,7 @@ fn content_hash(path: &Path) -> anyhow::Result<String> {
         sha.update([0]);
         if meta.is_file() {
             sha.update(b"f");
-            sha.update(crate::split::zipwrite::hash_file(&path.join(&rel))?.as_bytes());
+            sha.update(crate::fsx::hash_file(&path.join(&rel))?.as_bytes());
         } else if meta.is_dir() {
             sha.update(b"d");
         } else {
@@ -503,7 +482,7 @@ fn content_hash(path: &Path) -> anyhow::Result<String> {
         }
         sha.update([0]);
     }
-    Ok(crate::split::zipwrite::hex(&sha.finalize()))
+    Ok(crate::fsx::hex(&sha.finalize()))
 }
 
 /// Writes `report` as pretty JSON beside `file`, named `file` + `suffix`.
@@ -532,12 +511,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn globs_and_temp_names() {
-        for n in ["a.zip", "b.tar.gz", "c.tgz", "d.tar"] {
-            assert!(glob_match("*.{zip,tar,tar.gz,tgz}", n), "{n}");
-        }
-        assert!(!glob_match("*.{zip,tar}", "x.zip.part"));
-        assert!(glob_match("scan-??.zip", "scan-01.zip"));
+    fn temp_names() {
         for t in [
             ".hidden.zip",
             "x.zip.partial",

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use batchd::config::{Misfire, Schedule};
-use batchd::triggers::schedule::{Clock, Rule};
+use batchd::triggers::cron::Rule;
+use batchd::triggers::schedule::Clock;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 

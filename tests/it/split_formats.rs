@@ -336,3 +336,23 @@ fn text_output_for_people() {
     assert!(text.contains("9 rows into 2 part(s)"), "{text}");
     assert!(text.contains("export-part2.zip  4 rows"), "{text}");
 }
+
+/// Output piped into a reader that stops early (`| head -c 1`) ends the command
+/// as Unix tools end, by SIGPIPE, not with a panic about a broken pipe.
+#[test]
+fn output_into_a_closed_pipe_is_not_a_panic() {
+    let env = Env::new();
+    let src = env.archive("zip", "export.zip", &entries(400, "", false, false));
+    // 400 one-row parts in the dry-run summary: far more than a pipe buffer holds.
+    let script = format!(
+        "'{BIN}' split '{}' --out '{}' -n 1 --dry-run --json | head -c 1 >/dev/null; echo ${{PIPESTATUS[0]}}",
+        src.display(),
+        env.path("p").display()
+    );
+    let out = std::process::Command::new("bash").args(["-c", &script]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let status: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // 141 = 128 + SIGPIPE; 0 if the whole summary fit before head closed.
+    assert!(status == 141 || status == 0, "exit status {status}; stderr {stderr}");
+}

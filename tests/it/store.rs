@@ -1,8 +1,10 @@
 //! The database file: a version-1 database (as the first daemon release wrote it)
-//! is migrated forward at start, a database from a newer batchd is refused, and
-//! opening and dropping the store leaves no thread behind.
+//! is migrated forward at start to exactly the schema a new database gets from
+//! `schema.sql`, a database from a newer batchd is refused, and opening and
+//! dropping the store leaves no thread behind.
 
 use batchd::store::Store;
+use r2d2_sqlite::rusqlite::types::ValueRef;
 use r2d2_sqlite::rusqlite::Connection;
 
 use crate::helper::{assert_alone, run_alone, threads, threads_settle};
@@ -13,7 +15,7 @@ fn version_one_database_is_migrated_forward() {
     let path = dir.path().join("batchd.db");
     {
         let c = Connection::open(&path).unwrap();
-        c.execute_batch(include_str!("../../schema.sql")).unwrap();
+        c.execute_batch(include_str!("../../migrations/001_initial.sql")).unwrap();
         c.execute_batch("PRAGMA user_version = 1; INSERT INTO jobs (id, seq, status, trigger, settings, out_dir, created, modified) VALUES ('old', 1, 'COMPLETED', 'api', '{}', '/x', 0, 0);").unwrap();
     }
     let store = Store::open(&path, 2).unwrap();
@@ -34,6 +36,98 @@ fn version_one_database_is_migrated_forward() {
     drop(store);
     // Opening again is a no-op.
     assert!(Store::open(&path, 2).is_ok());
+}
+
+/// Everything SQLite knows about a database's schema, in a form that does not
+/// depend on how it got there: columns (name, type, NOT NULL, default, key),
+/// foreign keys, indexes with their columns, uniqueness and WHERE clause, and
+/// triggers, with comments and spacing taken out of the SQL.
+fn schema_of(c: &Connection) -> Vec<String> {
+    let norm = |sql: &str| -> String {
+        let no_comments: Vec<&str> = sql.lines().map(|l| l.split("--").next().unwrap()).collect();
+        no_comments.join(" ").split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let rows = |sql: &str| -> Vec<String> {
+        let mut st = c.prepare(sql).unwrap();
+        let n = st.column_count();
+        st.query_map([], |r| {
+            Ok((0..n)
+                .map(|i| match r.get_ref(i).unwrap() {
+                    ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                    other => format!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+                .join("|"))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    let mut out = Vec::new();
+    let objects: Vec<(String, String, String, Option<String>)> = c
+        .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (kind, name, table, sql) in objects {
+        match kind.as_str() {
+            "table" => {
+                for col in rows(&format!("PRAGMA table_xinfo('{name}')")) {
+                    out.push(format!("table {name} column {col}"));
+                }
+                for fk in rows(&format!("PRAGMA foreign_key_list('{name}')")) {
+                    out.push(format!("table {name} fk {fk}"));
+                }
+            }
+            "index" => {
+                let cols = rows(&format!("PRAGMA index_xinfo('{name}')")).join(",");
+                let unique: Vec<String> = rows(&format!(
+                    "SELECT \"unique\", partial FROM pragma_index_list('{table}') WHERE name = '{name}'"
+                ));
+                let sql = sql.map(|s| norm(&s)).unwrap_or_default();
+                out.push(format!("index {name} on {table} ({cols}) {unique:?} {sql}"));
+            }
+            _ => out.push(format!("{kind} {name} on {table}: {}", norm(&sql.unwrap_or_default()))),
+        }
+    }
+    out
+}
+
+/// `schema.sql` is the whole current schema: a new database and one migrated
+/// from version 1 come out the same.
+#[test]
+fn new_and_migrated_databases_have_the_same_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fresh, old) = (dir.path().join("fresh.db"), dir.path().join("old.db"));
+    {
+        let c = Connection::open(&old).unwrap();
+        c.execute_batch(include_str!("../../migrations/001_initial.sql")).unwrap();
+        c.execute_batch("PRAGMA user_version = 1").unwrap();
+    }
+    for p in [&fresh, &old] {
+        drop(Store::open(p, 1).unwrap());
+    }
+    let (a, b) = (
+        schema_of(&Connection::open(&fresh).unwrap()),
+        schema_of(&Connection::open(&old).unwrap()),
+    );
+    assert!(a.len() > 50, "the schema reads as {} facts", a.len());
+    let only_fresh: Vec<_> = a.iter().filter(|x| !b.contains(x)).collect();
+    let only_old: Vec<_> = b.iter().filter(|x| !a.contains(x)).collect();
+    assert!(
+        only_fresh.is_empty() && only_old.is_empty(),
+        "only in a new database: {only_fresh:#?}\nonly in a migrated one: {only_old:#?}"
+    );
+    assert_eq!(a, b, "same facts in the same order");
+    let version = |p: &std::path::Path| -> i64 {
+        Connection::open(p)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!((version(&fresh), version(&old)), (6, 6));
 }
 
 #[test]

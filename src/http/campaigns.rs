@@ -1,0 +1,169 @@
+//! `/v1/campaigns`: start a campaign (its first batch), list, view, stop and
+//! resume; and the checks a parent job of an outside runner shares with them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::jobs::CreateBody;
+use super::reply::{bounded, fail, internal, reject, reply, Reply};
+use super::Api;
+use crate::store::jobs::{Reject, Settings};
+
+/// Settings for the child jobs of a campaign; unset ones come from `[defaults]`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChildSettings {
+    pub(super) batch_size: Option<usize>,
+    pub(super) compression: Option<crate::split::Compression>,
+    pub(super) on_missing_file: Option<crate::split::OnMissing>,
+    pub(super) manifest: Option<String>,
+    pub(super) file_column: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CampaignBody {
+    parent: String,
+    batch_size: i64,
+    campaign_id: Option<String>,
+    total_children: Option<i64>,
+    pattern: Option<String>,
+    max_failed_children: Option<i64>,
+    #[serde(default)]
+    settings: ChildSettings,
+}
+
+impl Api {
+    pub(super) fn child_settings(&self, s: ChildSettings) -> Result<Settings, Reply> {
+        let d = &self.config.defaults;
+        let settings = Settings {
+            batch_size: s.batch_size.unwrap_or(d.batch_size),
+            compression: s.compression.unwrap_or(d.compression),
+            on_missing_file: s.on_missing_file.unwrap_or(d.on_missing_file),
+            manifest: s.manifest.unwrap_or_else(|| d.manifest.clone()),
+            file_column: s.file_column.or_else(|| d.file_column.clone()),
+        };
+        if settings.batch_size == 0 {
+            return Err(fail(400, "BAD_REQUEST", "settings.batch_size must be at least 1"));
+        }
+        Ok(settings)
+    }
+
+    /// Checks the parts of a batch every campaign request shares.
+    pub(super) fn batch(
+        &self,
+        parent: &str,
+        batch_size: i64,
+        total: Option<i64>,
+        campaign_id: Option<String>,
+    ) -> Result<(String, String), Reply> {
+        if batch_size < 1 {
+            return Err(fail(400, "BAD_REQUEST", "batch_size (children per batch) must be at least 1"));
+        }
+        if total.is_some_and(|t| t < 1) {
+            return Err(fail(400, "BAD_REQUEST", "total_children must be at least 1"));
+        }
+        let parent = self.check_source(parent)?;
+        if !Path::new(&parent).is_dir() {
+            return Err(fail(400, "BAD_REQUEST", format!("parent {parent} is not a directory")));
+        }
+        let id = campaign_id.unwrap_or_else(crate::campaign::new_id);
+        if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(fail(400, "BAD_REQUEST", "campaign_id: 1 to 128 letters, digits, '-', '_' or '.'"));
+        }
+        Ok((parent, id))
+    }
+
+    /// `POST /v1/jobs` with `"kind": "parent"`: one batch for an outside runner.
+    pub(super) fn create_parent(&self, b: CreateBody) -> Result<Reply, Reply> {
+        let parent = b
+            .parent
+            .ok_or_else(|| fail(400, "BAD_REQUEST", "a parent job needs \"parent\": the collection directory"))?;
+        if !b.sources.is_empty() {
+            return Err(fail(400, "BAD_REQUEST", "a parent job takes \"parent\", not \"sources\""));
+        }
+        let start = b.start_position.unwrap_or(1);
+        if start < 1 {
+            return Err(fail(400, "BAD_REQUEST", "start_position is 1-based"));
+        }
+        let batch_size = b.batch_size.map_or(40, |n| n as i64);
+        let (parent, campaign_id) = self.batch(&parent, batch_size, b.campaign_total_children, b.campaign_id)?;
+        let batch = crate::campaign::NewBatch {
+            campaign_id,
+            parent,
+            pattern: b.pattern.unwrap_or_else(|| "*".into()),
+            start_position: start,
+            batch_size,
+            total_children: b.campaign_total_children,
+            max_failed: None,
+            settings: self.child_settings(b.settings.unwrap_or_default())?,
+            managed: false,
+            trigger: "api".into(),
+        };
+        let id = self
+            .store
+            .write(move |tx| crate::campaign::queue_batch(tx, &batch))
+            .map_err(internal)?
+            .map_err(reject)?;
+        let view = self.view(&id).map_err(internal)?.unwrap_or(Value::Null);
+        let mut r = reply(201, view);
+        r.headers.push(("Location", format!("/v1/jobs/{id}")));
+        Ok(r)
+    }
+
+    pub(super) fn create_campaign(&self, body: &[u8]) -> Result<Reply, Reply> {
+        let b: CampaignBody = Self::json(body)?;
+        let (parent, id) = self.batch(&b.parent, b.batch_size, b.total_children, b.campaign_id)?;
+        if b.max_failed_children.is_some_and(|m| m < 0) {
+            return Err(fail(400, "BAD_REQUEST", "max_failed_children must be 0 or more"));
+        }
+        let batch = crate::campaign::NewBatch {
+            campaign_id: id.clone(),
+            parent,
+            pattern: b.pattern.unwrap_or_else(|| "*".into()),
+            start_position: 1,
+            batch_size: b.batch_size,
+            total_children: b.total_children,
+            max_failed: b.max_failed_children,
+            settings: self.child_settings(b.settings)?,
+            managed: true,
+            trigger: "campaign".into(),
+        };
+        self.store
+            .write(move |tx| crate::campaign::start(tx, &batch))
+            .map_err(internal)?
+            .map_err(reject)?;
+        let mut r = self.campaign(&id)?;
+        r.status = 201;
+        r.headers.push(("Location", format!("/v1/campaigns/{id}")));
+        Ok(r)
+    }
+
+    pub(super) fn campaign(&self, id: &str) -> Result<Reply, Reply> {
+        match self.store.read(|c| crate::campaign::view(c, id)).map_err(internal)? {
+            Some(v) => Ok(reply(200, v)),
+            None => Ok(fail(404, "NOT_FOUND", format!("no campaign {id:?}"))),
+        }
+    }
+
+    pub(super) fn campaigns(&self, q: &BTreeMap<String, String>) -> Result<Reply, Reply> {
+        let limit = bounded(q, "limit", 50, 1, 500)?;
+        let list = self.store.read(|c| crate::campaign::list(c, limit)).map_err(internal)?;
+        Ok(reply(200, json!({"campaigns": list})))
+    }
+
+    pub(super) fn campaign_state(&self, id: &str, stop: bool) -> Result<Reply, Reply> {
+        let id2 = id.to_owned();
+        self.store
+            .write(move |tx| crate::campaign::set_running(tx, &id2, stop))
+            .map_err(internal)?
+            .map_err(|r| match r {
+                Reject::NotFound => fail(404, "NOT_FOUND", format!("no campaign {id:?}")),
+                other => reject(other),
+            })?;
+        self.campaign(id)
+    }
+}

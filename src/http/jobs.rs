@@ -1,0 +1,300 @@
+//! `/v1/jobs` and `/v1/events`: create (ingest jobs, and parent jobs for an
+//! outside campaign runner), list, view (cached between writes), parts, add
+//! sources to a draft, submit, cancel, and the long-polled event feed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tiny_http::Request;
+
+use super::campaigns::ChildSettings;
+use super::reply::{bounded, fail, internal, param, reject, reply, Reply};
+use super::{Api, VIEW_TTL};
+use crate::store::jobs::{self, NewJob, Reject, Settings};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateBody {
+    #[serde(default)]
+    pub(super) sources: Vec<String>,
+    /// kind "parent": the parent collection and the batch.
+    pub(super) parent: Option<String>,
+    pub(super) start_position: Option<i64>,
+    pub(super) campaign_id: Option<String>,
+    pub(super) campaign_total_children: Option<i64>,
+    pub(super) pattern: Option<String>,
+    pub(super) settings: Option<ChildSettings>,
+    #[serde(default = "yes")]
+    pub(super) submit: bool,
+    #[serde(default)]
+    pub(super) kind: Option<String>,
+    #[serde(default)]
+    pub(super) priority: i64,
+    pub(super) batch_size: Option<usize>,
+    pub(super) compression: Option<crate::split::Compression>,
+    pub(super) on_missing_file: Option<crate::split::OnMissing>,
+    pub(super) manifest: Option<String>,
+    pub(super) file_column: Option<String>,
+}
+
+pub(super) fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SourcesBody {
+    sources: Vec<String>,
+}
+
+impl Api {
+    pub(super) fn view(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        let stall = self.config.engine.stall_seconds;
+        self.store.read(|c| jobs::view(c, id, stall))
+    }
+
+    pub(super) fn get(&self, id: &str) -> Result<Reply, Reply> {
+        let generation = self.store.bell.generation();
+        if let Some((g, at, body)) = self.views.lock().unwrap().get(id) {
+            if *g == generation && at.elapsed() < VIEW_TTL {
+                return Ok(Reply {
+                    status: 200,
+                    body: body.to_string(),
+                    content_type: "application/json",
+                    headers: Vec::new(),
+                });
+            }
+        }
+        match self.view(id).map_err(internal)? {
+            Some(v) => {
+                let body = Arc::new(v.to_string());
+                let mut views = self.views.lock().unwrap();
+                if views.len() > 4096 {
+                    views.clear();
+                }
+                views.insert(id.to_owned(), (generation, std::time::Instant::now(), Arc::clone(&body)));
+                Ok(Reply {
+                    status: 200,
+                    body: body.to_string(),
+                    content_type: "application/json",
+                    headers: Vec::new(),
+                })
+            }
+            None => Ok(reject(Reject::NotFound)),
+        }
+    }
+
+    pub(super) fn parts(&self, id: &str) -> Result<Reply, Reply> {
+        let id = id.to_owned();
+        let (exists, parts) = self
+            .store
+            .read(|c| Ok((jobs::exists(c, &id)?, jobs::parts(c, &id)?)))
+            .map_err(internal)?;
+        if !exists {
+            return Ok(reject(Reject::NotFound));
+        }
+        Ok(reply(200, json!({"parts": parts})))
+    }
+
+    pub(super) fn list(&self, q: &BTreeMap<String, String>) -> Result<Reply, Reply> {
+        let status = q.get("status").map(|s| s.to_ascii_uppercase());
+        if let Some(s) = &status {
+            if !["DRAFT", "QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"].contains(&s.as_str()) {
+                return Err(fail(400, "BAD_REQUEST", format!("unknown status {s:?}")));
+            }
+        }
+        let limit = bounded(q, "limit", 50, 1, 500)?;
+        let after = param::<i64>(q, "after", "after must be the `next` value of a previous page")?;
+        let stall = self.config.engine.stall_seconds;
+        let kind = q.get("kind").cloned();
+        if kind.as_deref().is_some_and(|k| k != "ingest" && k != "parent") {
+            return Err(fail(400, "BAD_REQUEST", "kind is \"ingest\" or \"parent\""));
+        }
+        let filter = jobs::Filter {
+            status: status.as_deref(),
+            campaign_id: q.get("campaign_id").map(|s| s.as_str()),
+            kind: kind.as_deref(),
+        };
+        let (list, next) = self.store.read(|c| jobs::list(c, &filter, limit, after, stall)).map_err(internal)?;
+        Ok(reply(200, json!({"jobs": list, "next": next})))
+    }
+
+    pub(super) fn events(&self, q: &BTreeMap<String, String>) -> Result<Reply, Reply> {
+        let after = param::<i64>(q, "after", "after must be an event id")?.unwrap_or(0);
+        let wait = param::<f64>(q, "wait", "wait must be seconds")?.unwrap_or(0.0);
+        // NaN would panic in Duration; anything else is held to 0..=30 s.
+        if wait.is_nan() {
+            return Err(fail(400, "BAD_REQUEST", "wait must be seconds"));
+        }
+        let wait = wait.clamp(0.0, 30.0);
+        let deadline = std::time::Instant::now() + Duration::from_secs_f64(wait);
+        loop {
+            let generation = self.store.bell.generation();
+            let events = self.store.read(|c| jobs::events(c, after, 500)).map_err(internal)?;
+            let now = std::time::Instant::now();
+            if !events.is_empty() || now >= deadline {
+                let next = events.last().and_then(|e| e["id"].as_i64()).unwrap_or(after);
+                return Ok(reply(200, json!({"events": events, "next": next})));
+            }
+            self.store.bell.wait_since(generation, deadline - now);
+        }
+    }
+
+    /// Resolves and checks a source path: it must exist and lie below an allowed root.
+    pub(super) fn check_source(&self, p: &str) -> Result<String, Reply> {
+        let canon = std::fs::canonicalize(p).map_err(|e| fail(400, "SOURCE_NOT_FOUND", format!("{p}: {e}")))?;
+        if !self.roots.iter().any(|r| canon.starts_with(r)) {
+            let roots: Vec<String> = self.roots.iter().map(|r| r.display().to_string()).collect();
+            return Err(fail(
+                403,
+                "FORBIDDEN_PATH",
+                format!(
+                    "{} is outside the allowed roots ({}); add its directory to http.allowed_roots",
+                    canon.display(),
+                    roots.join(", ")
+                ),
+            ));
+        }
+        Ok(canon.to_string_lossy().into_owned())
+    }
+
+    pub(super) fn check_sources(&self, paths: &[String], existing: &[String]) -> Result<Vec<String>, Reply> {
+        let checked = paths.iter().map(|p| self.check_source(p)).collect::<Result<Vec<_>, _>>()?;
+        let mut stems = std::collections::HashSet::new();
+        for p in existing.iter().chain(&checked) {
+            if !stems.insert(crate::split::source::stem(Path::new(p))) {
+                return Err(fail(
+                    400,
+                    "DUPLICATE_SOURCE",
+                    format!(
+                        "two sources of one job would write parts named {}-part*.zip; submit them as separate jobs",
+                        crate::split::source::stem(Path::new(p))
+                    ),
+                ));
+            }
+        }
+        Ok(checked)
+    }
+
+    pub(super) fn create(&self, req: &Request, body: &[u8]) -> Result<Reply, Reply> {
+        let parsed: Value = Self::json(body)?;
+        let b: CreateBody = serde_json::from_value(parsed.clone()).map_err(|e| fail(400, "BAD_REQUEST", e.to_string()))?;
+        match b.kind.as_deref() {
+            // A field of the other kind would be ignored; a client that sent it
+            // meant something, so it is refused rather than dropped.
+            None | Some("ingest") => {
+                if b.parent.is_some()
+                    || b.start_position.is_some()
+                    || b.campaign_id.is_some()
+                    || b.campaign_total_children.is_some()
+                    || b.pattern.is_some()
+                    || b.settings.is_some()
+                {
+                    return Err(fail(
+                        400,
+                        "BAD_REQUEST",
+                        "parent, start_position, campaign_id, campaign_total_children, pattern and settings belong to \"kind\": \"parent\"",
+                    ));
+                }
+            }
+            Some("parent") => {
+                if b.compression.is_some() || b.on_missing_file.is_some() || b.manifest.is_some() || b.file_column.is_some() {
+                    return Err(fail(
+                        400,
+                        "BAD_REQUEST",
+                        "a parent job's children take compression, on_missing_file, manifest and file_column in \"settings\"",
+                    ));
+                }
+                return self.create_parent(b);
+            }
+            Some(k) => return Err(fail(400, "BAD_REQUEST", format!("kind {k:?} is not one of \"ingest\", \"parent\""))),
+        }
+        if b.sources.is_empty() && b.submit {
+            return Err(fail(
+                400,
+                "BAD_REQUEST",
+                "a submitted job needs at least one source (or send \"submit\": false for a draft)",
+            ));
+        }
+        let d = &self.config.defaults;
+        let settings = Settings {
+            batch_size: b.batch_size.unwrap_or(d.batch_size),
+            compression: b.compression.unwrap_or(d.compression),
+            on_missing_file: b.on_missing_file.unwrap_or(d.on_missing_file),
+            manifest: b.manifest.clone().unwrap_or_else(|| d.manifest.clone()),
+            file_column: b.file_column.clone().or_else(|| d.file_column.clone()),
+        };
+        if settings.batch_size == 0 {
+            return Err(fail(400, "BAD_REQUEST", "batch_size must be at least 1"));
+        }
+        let sources = self.check_sources(&b.sources, &[])?;
+        let key = req
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Idempotency-Key"))
+            .map(|h| h.value.as_str().to_owned());
+        let id = crate::ids::new_id();
+        let job = NewJob {
+            out_dir: self.config.data_dir.join("parts").join(&id).to_string_lossy().into_owned(),
+            id,
+            kind: "ingest".into(),
+            sources,
+            settings,
+            trigger: req
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("X-Batchd-Trigger"))
+                .map_or("api", |h| if h.value.as_str() == "cli" { "cli" } else { "api" })
+                .into(),
+            submit: b.submit,
+            priority: b.priority,
+            idempotency: key.map(|k| (k, crate::fsx::hex(&Sha256::digest(parsed.to_string().as_bytes())))),
+        };
+        let outcome = self.store.write(move |tx| jobs::create(tx, &job)).map_err(internal)?;
+        let (id, created) = outcome.map_err(reject)?;
+        let view = self.view(&id).map_err(internal)?.unwrap_or(Value::Null);
+        let mut r = reply(if created { 201 } else { 200 }, view);
+        r.headers.push(("Location", format!("/v1/jobs/{id}")));
+        if !created {
+            r.headers.push(("Idempotent-Replayed", "true".into()));
+        }
+        Ok(r)
+    }
+
+    pub(super) fn add_sources(&self, id: &str, body: &[u8]) -> Result<Reply, Reply> {
+        let b: SourcesBody = Self::json(body)?;
+        let job = self
+            .store
+            .read(|c| jobs::job_for_task(c, id))
+            .map_err(internal)?
+            .ok_or_else(|| reject(Reject::NotFound))?;
+        if job.status != "DRAFT" {
+            return Err(reject(Reject::Conflict(format!(
+                "job is {}; sources can only be added to a DRAFT job",
+                job.status
+            ))));
+        }
+        let existing = job.sources;
+        let sources = self.check_sources(&b.sources, &existing)?;
+        let id2 = id.to_owned();
+        self.store
+            .write(move |tx| jobs::add_sources(tx, &id2, &sources))
+            .map_err(internal)?
+            .map_err(reject)?;
+        self.get(id)
+    }
+
+    pub(super) fn act(&self, id: &str, f: fn(&crate::store::Tx, &str) -> r2d2_sqlite::rusqlite::Result<Result<(), Reject>>) -> Reply {
+        let id2 = id.to_owned();
+        match self.store.write(move |tx| f(tx, &id2)) {
+            Err(e) => internal(e),
+            Ok(Err(r)) => reject(r),
+            Ok(Ok(())) => self.get(id).unwrap_or_else(|e| e),
+        }
+    }
+}

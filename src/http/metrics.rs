@@ -1,0 +1,98 @@
+//! `GET /metrics`: Prometheus text from the running totals the store keeps
+//! (constant cost however many jobs there are), the engine's running tasks,
+//! watched inboxes and schedules.
+
+use std::collections::BTreeMap;
+
+use super::reply::{internal, Reply};
+use super::Api;
+use crate::store::{counters, jobs};
+use crate::triggers::schedule;
+
+impl Api {
+    pub(super) fn metrics(&self) -> Result<Reply, Reply> {
+        let running = self.engine.running_tasks();
+        let (counters, watched, states) = self
+            .store
+            .read(|c| {
+                Ok((
+                    counters::all(c)?,
+                    counters::watch_files_detected(c)?,
+                    schedule::states(c, &self.config),
+                ))
+            })
+            .map_err(internal)?;
+        let states = states.map_err(internal)?;
+        let text = {
+            let mut out = String::new();
+            out.push_str("# HELP batchd_build_info Build information.\n# TYPE batchd_build_info gauge\n");
+            out.push_str(&format!("batchd_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION")));
+            out.push_str("# HELP batchd_jobs Jobs by status.\n# TYPE batchd_jobs gauge\n");
+            // Running totals and trigger-kept counts (the `counters` table):
+            // constant cost however many jobs are kept.
+            let counter = |name: &str| counters.get(name).copied().unwrap_or(0.0);
+            for s in ["DRAFT", "QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"] {
+                out.push_str(&format!("batchd_jobs{{status=\"{s}\"}} {}\n", counter(&format!("jobs:{s}")) as i64));
+            }
+            let (rows, bytes) = (counter("rows_processed") as i64, counter("part_bytes") as i64);
+            out.push_str(&format!("# HELP batchd_rows_processed_total Manifest rows packed into parts.\n# TYPE batchd_rows_processed_total counter\nbatchd_rows_processed_total {rows}\n"));
+            out.push_str(&format!("# HELP batchd_part_bytes_total Bytes of parts written.\n# TYPE batchd_part_bytes_total counter\nbatchd_part_bytes_total {bytes}\n"));
+            out.push_str(&format!(
+                "# HELP batchd_tasks_running Tasks running now.\n# TYPE batchd_tasks_running gauge\nbatchd_tasks_running {running}\n"
+            ));
+            out.push_str(
+                "# HELP batchd_task_duration_seconds Duration of finished tasks.\n# TYPE batchd_task_duration_seconds histogram\n",
+            );
+            for kind in ["PLAN", "PACK", "HOOK", "FINISH"] {
+                for b in jobs::TASK_SECONDS_BUCKETS {
+                    let n = counter(&jobs::bucket_name(kind, b));
+                    out.push_str(&format!("batchd_task_duration_seconds_bucket{{kind=\"{kind}\",le=\"{b}\"}} {n}\n"));
+                }
+                let n = counter(&format!("task_seconds_count:{kind}"));
+                out.push_str(&format!("batchd_task_duration_seconds_bucket{{kind=\"{kind}\",le=\"+Inf\"}} {n}\n"));
+                out.push_str(&format!(
+                    "batchd_task_duration_seconds_sum{{kind=\"{kind}\"}} {}\n",
+                    counter(&format!("task_seconds_sum:{kind}"))
+                ));
+                out.push_str(&format!("batchd_task_duration_seconds_count{{kind=\"{kind}\"}} {n}\n"));
+            }
+            out.push_str("# HELP batchd_watch_files_detected_total Files taken from each watched inbox.\n# TYPE batchd_watch_files_detected_total counter\n");
+            let mut detected: BTreeMap<String, i64> = self.config.watches().into_iter().map(|w| (w.name, 0)).collect();
+            detected.extend(watched);
+            for (w, n) in detected {
+                out.push_str(&format!("batchd_watch_files_detected_total{{watch=\"{}\"}} {n}\n", label(&w)));
+            }
+            out.push_str("# HELP batchd_schedule_next_run_timestamp_seconds When each schedule fires next.\n# TYPE batchd_schedule_next_run_timestamp_seconds gauge\n");
+            for s in &states {
+                if let Some(t) = s.next {
+                    out.push_str(&format!(
+                        "batchd_schedule_next_run_timestamp_seconds{{schedule=\"{}\"}} {}\n",
+                        label(&s.name),
+                        t.timestamp()
+                    ));
+                }
+            }
+            out.push_str("# HELP batchd_schedule_last_success_timestamp_seconds When each schedule last succeeded (nothing new, or its job completed).\n# TYPE batchd_schedule_last_success_timestamp_seconds gauge\n");
+            for s in &states {
+                if let Some(t) = s.last_success {
+                    out.push_str(&format!(
+                        "batchd_schedule_last_success_timestamp_seconds{{schedule=\"{}\"}} {t}\n",
+                        label(&s.name)
+                    ));
+                }
+            }
+            out
+        };
+        Ok(Reply {
+            status: 200,
+            body: text,
+            content_type: "text/plain; version=0.0.4",
+            headers: Vec::new(),
+        })
+    }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
