@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::split::{self, PartHook, Plan, Progress, Source, SplitOptions};
 use crate::store::jobs::{self, PartRow, Task};
+use crate::store::model::{JobStatus, TaskKind};
 use crate::store::Store;
 
 struct Running {
@@ -279,16 +280,16 @@ impl Engine {
             .read(|c| jobs::job_for_task(c, &task.job_id))
             .ok()
             .flatten()
-            .is_some_and(|j| j.status == "CANCELLED")
+            .is_some_and(|j| j.status == JobStatus::Cancelled)
         {
             progress.cancel.store(true, Ordering::SeqCst);
         }
         let started = Instant::now();
-        let result = match task.kind.as_str() {
-            "PLAN" => self.plan(&task),
-            "PACK" => self.pack(&task, &progress),
-            "HOOK" => self.part_hook_task(&task, &progress),
-            "FINISH" => self.job_hook(&task, "COMPLETED", &progress).and_then(|()| {
+        let result = match task.kind {
+            TaskKind::Plan => self.plan(&task),
+            TaskKind::Pack => self.pack(&task, &progress),
+            TaskKind::Hook => self.part_hook_task(&task, &progress),
+            TaskKind::Finish => self.job_hook(&task, "COMPLETED", &progress).and_then(|()| {
                 let r = self.store.write({
                     let task = task.clone();
                     move |tx| jobs::finish(tx, &task)
@@ -297,7 +298,6 @@ impl Engine {
                 self.forget(&task.job_id);
                 r
             }),
-            other => Err(anyhow::anyhow!("unknown task kind {other}")),
         };
         self.running.lock().unwrap().remove(&task.id);
         self.rows_finished
@@ -306,7 +306,12 @@ impl Engine {
         if let Err(err) = result {
             self.failed(&task, err, timed_out.load(Ordering::SeqCst));
         }
-        if task.kind == "PACK" {
+        if matches!(task.kind, TaskKind::Plan | TaskKind::Pack) {
+            // Planning and packing a large source leave megabytes of free
+            // heap in this worker's arena; the next task may run elsewhere.
+            crate::mem::release_free_memory();
+        }
+        if task.kind == TaskKind::Pack {
             // A PACK task can publish a part just after another task failed
             // the job and removed its parts (found by the disk-full torture
             // test): once this task has stopped, they are removed again.
@@ -370,7 +375,7 @@ impl Engine {
                 self.cancel_job(&task.job_id);
                 self.remove_parts_if_failed(&task.job_id);
                 // on_job hears of the failure too, unless on_job itself failed.
-                if !(hook_failed && task.kind == "FINISH") {
+                if !(hook_failed && task.kind == TaskKind::Finish) {
                     let once = Task {
                         attempts: 1,
                         part_n: None,
@@ -452,7 +457,7 @@ impl Engine {
     /// For PACK tasks: records each part the moment it is published (renamed and
     /// fsynced), not when the whole task ends.
     fn part_hook(&self, task: &Task) -> PartHook {
-        if task.kind != "PACK" {
+        if task.kind != TaskKind::Pack {
             return PartHook::default();
         }
         let store = self.store.clone();
@@ -520,7 +525,7 @@ impl Engine {
             let job = self.job(&task.job_id)?;
             let s = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
             let env = vec![
-                ("BATCHD_JOB_STATUS".to_owned(), job.status.clone()),
+                ("BATCHD_JOB_STATUS".to_owned(), job.status.to_string()),
                 ("BATCHD_OUT_DIR".to_owned(), job.out_dir.clone()),
                 (
                     "BATCHD_SOURCE".to_owned(),

@@ -23,7 +23,8 @@
 //! error type only): [`text`] (numbers and durations for people), [`clock`]
 //! (times as stored and shown), [`ids`] (job ids, random bits), [`fsx`] (file
 //! hashes, directory fsync), [`glob`] (file-name globs), [`signals`] (the
-//! event bell, stop requests, process signals). Apart from `split`'s readers
+//! event bell, stop requests, process signals), [`mem`] (free heap returned to
+//! the system). Apart from `split`'s readers
 //! and their shared entry type, no two modules import each other.
 
 pub mod campaign;
@@ -40,6 +41,7 @@ pub mod hooks;
 pub mod http;
 pub mod ids;
 pub mod logging;
+pub mod mem;
 pub mod sdnotify;
 pub mod signals;
 pub mod split;

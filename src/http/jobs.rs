@@ -16,6 +16,7 @@ use super::campaigns::ChildSettings;
 use super::reply::{bounded, fail, internal, param, reject, reply, Reply};
 use super::{Api, VIEW_TTL};
 use crate::store::jobs::{self, NewJob, Reject, Settings};
+use crate::store::model::JobStatus;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,12 +103,11 @@ impl Api {
     }
 
     pub(super) fn list(&self, q: &BTreeMap<String, String>) -> Result<Reply, Reply> {
-        let status = q.get("status").map(|s| s.to_ascii_uppercase());
-        if let Some(s) = &status {
-            if !["DRAFT", "QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"].contains(&s.as_str()) {
-                return Err(fail(400, "BAD_REQUEST", format!("unknown status {s:?}")));
-            }
-        }
+        let status = q
+            .get("status")
+            .map(|s| s.to_ascii_uppercase().parse::<JobStatus>())
+            .transpose()
+            .map_err(|e| fail(400, "BAD_REQUEST", format!("unknown status: {e}")))?;
         let limit = bounded(q, "limit", 50, 1, 500)?;
         let after = param::<i64>(q, "after", "after must be the `next` value of a previous page")?;
         let stall = self.config.engine.stall_seconds;
@@ -116,7 +116,7 @@ impl Api {
             return Err(fail(400, "BAD_REQUEST", "kind is \"ingest\" or \"parent\""));
         }
         let filter = jobs::Filter {
-            status: status.as_deref(),
+            status: status.map(JobStatus::as_str),
             campaign_id: q.get("campaign_id").map(|s| s.as_str()),
             kind: kind.as_deref(),
         };
@@ -273,7 +273,7 @@ impl Api {
             .read(|c| jobs::job_for_task(c, id))
             .map_err(internal)?
             .ok_or_else(|| reject(Reject::NotFound))?;
-        if job.status != "DRAFT" {
+        if job.status != JobStatus::Draft {
             return Err(reject(Reject::Conflict(format!(
                 "job is {}; sources can only be added to a DRAFT job",
                 job.status

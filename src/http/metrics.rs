@@ -31,7 +31,7 @@ impl Api {
             // Running totals and trigger-kept counts (the `counters` table):
             // constant cost however many jobs are kept.
             let counter = |name: &str| counters.get(name).copied().unwrap_or(0.0);
-            for s in ["DRAFT", "QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"] {
+            for s in crate::store::model::JobStatus::ALL {
                 out.push_str(&format!("batchd_jobs{{status=\"{s}\"}} {}\n", counter(&format!("jobs:{s}")) as i64));
             }
             let (rows, bytes) = (counter("rows_processed") as i64, counter("part_bytes") as i64);
@@ -43,9 +43,9 @@ impl Api {
             out.push_str(
                 "# HELP batchd_task_duration_seconds Duration of finished tasks.\n# TYPE batchd_task_duration_seconds histogram\n",
             );
-            for kind in ["PLAN", "PACK", "HOOK", "FINISH"] {
+            for kind in crate::store::model::TaskKind::ALL {
                 for b in jobs::TASK_SECONDS_BUCKETS {
-                    let n = counter(&jobs::bucket_name(kind, b));
+                    let n = counter(&jobs::bucket_name(kind.as_str(), b));
                     out.push_str(&format!("batchd_task_duration_seconds_bucket{{kind=\"{kind}\",le=\"{b}\"}} {n}\n"));
                 }
                 let n = counter(&format!("task_seconds_count:{kind}"));

@@ -123,6 +123,19 @@ impl<R: TarInput> TarStream<R> {
         Ok(data)
     }
 
+    /// The next regular file: directories are passed over, metadata entries
+    /// (volume labels, ACLs) counted in `ignored`.
+    pub fn next_file(&mut self, ignored: &mut Ignored) -> Result<Option<TarHeader>> {
+        while let Some(h) = self.next_entry()? {
+            match h.kind {
+                TarKind::File => return Ok(Some(h)),
+                TarKind::Dir => {}
+                TarKind::Ignored(what) => ignored.add(&h.raw_name, what),
+            }
+        }
+        Ok(None)
+    }
+
     /// Skips what is left of the current entry and returns the next one, or `None`
     /// at the end of the archive: its first zero block, or (as GNU tar, bsdtar and
     /// Python accept) the end of the input at a header boundary.
@@ -485,15 +498,7 @@ pub fn index(path: &Path, gz: bool, limits: &Limits, capture: &dyn Fn(&str) -> b
     let mut total = 0u64;
     let mut buf = vec![0u8; 256 * 1024];
     let mut ignored = Ignored::default();
-    while let Some(h) = tar.next_entry()? {
-        match h.kind {
-            TarKind::File => {}
-            TarKind::Dir => continue,
-            TarKind::Ignored(what) => {
-                ignored.add(&h.raw_name, what);
-                continue;
-            }
-        }
+    while let Some(h) = tar.next_file(&mut ignored)? {
         if entries.len() >= limits.max_entries {
             return Err(Error::bomb(None, format!("more than {} entries", limits.max_entries)));
         }

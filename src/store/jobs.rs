@@ -8,6 +8,7 @@ use r2d2_sqlite::rusqlite::{self, params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::model::{JobStatus, TaskKind};
 use super::Tx;
 use crate::clock::{now, rfc3339};
 use crate::split::{Compression, OnMissing};
@@ -200,7 +201,7 @@ pub fn cancel(tx: &Tx, job_id: &str) -> rusqlite::Result<Result<(), Reject>> {
 pub struct Task {
     pub id: i64,
     pub job_id: String,
-    pub kind: String,
+    pub kind: TaskKind,
     pub source_n: Option<i64>,
     pub part_n: Option<i64>,
     pub attempts: i64,
@@ -540,7 +541,7 @@ pub fn finish(tx: &Tx, task: &Task) -> rusqlite::Result<()> {
 
 pub struct JobRow {
     pub id: String,
-    pub status: String,
+    pub status: JobStatus,
     pub settings: Settings,
     pub out_dir: String,
     pub sources: Vec<String>,
@@ -551,7 +552,7 @@ pub fn job_for_task(conn: &Connection, job_id: &str) -> rusqlite::Result<Option<
         .query_row("SELECT id, status, settings, out_dir FROM jobs WHERE id = ?1", [job_id], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
+                r.get::<_, JobStatus>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
             ))

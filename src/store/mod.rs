@@ -9,6 +9,7 @@
 
 pub mod counters;
 pub mod jobs;
+pub mod model;
 pub mod retention;
 
 use std::path::{Path, PathBuf};
