@@ -308,17 +308,38 @@ impl Default for JobDefaults {
     }
 }
 
+/// Job settings a request or a trigger may set; what it leaves unset comes
+/// from `[defaults]` ([`JobDefaults::resolve`], the one place that fills them).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsOverride {
+    pub batch_size: Option<usize>,
+    pub compression: Option<Compression>,
+    pub on_missing_file: Option<OnMissing>,
+    pub manifest: Option<String>,
+    pub file_column: Option<String>,
+}
+
 impl JobDefaults {
+    /// A job's settings: what `o` sets, these defaults for the rest.
+    pub fn resolve(&self, o: SettingsOverride) -> crate::store::jobs::Settings {
+        crate::store::jobs::Settings {
+            batch_size: o.batch_size.unwrap_or(self.batch_size),
+            compression: o.compression.unwrap_or(self.compression),
+            on_missing_file: o.on_missing_file.unwrap_or(self.on_missing_file),
+            manifest: o.manifest.unwrap_or_else(|| self.manifest.clone()),
+            file_column: o.file_column.or_else(|| self.file_column.clone()),
+        }
+    }
+
     /// Job settings for a trigger: its own batch size and file column where
     /// set, these defaults for the rest.
     pub fn settings(&self, batch_size: Option<usize>, file_column: Option<&String>) -> crate::store::jobs::Settings {
-        crate::store::jobs::Settings {
-            batch_size: batch_size.unwrap_or(self.batch_size),
-            compression: self.compression,
-            on_missing_file: self.on_missing_file,
-            manifest: self.manifest.clone(),
-            file_column: file_column.or(self.file_column.as_ref()).cloned(),
-        }
+        self.resolve(SettingsOverride {
+            batch_size,
+            file_column: file_column.cloned(),
+            ..Default::default()
+        })
     }
 }
 

@@ -24,6 +24,7 @@ use crate::error::Error;
 use crate::split::{self, PartHook, Plan, Progress, Source, SplitOptions};
 use crate::store::jobs::{self, PartRow, Task};
 use crate::store::model::{JobStatus, TaskKind};
+use crate::store::views;
 use crate::store::Store;
 
 struct Running {
@@ -518,7 +519,7 @@ impl Engine {
             let (source_n, n) = (task.source_n.unwrap_or(1), task.part_n.unwrap_or(0));
             let part = self
                 .store
-                .read(|c| jobs::parts(c, &task.job_id))?
+                .read(|c| views::parts(c, &task.job_id))?
                 .into_iter()
                 .find(|p| p["source"] == source_n && p["n"] == n)
                 .ok_or_else(|| anyhow::anyhow!("part {n} of job {} is not recorded", task.job_id))?;
@@ -556,7 +557,7 @@ impl Engine {
         let stall = self.config.engine.stall_seconds;
         let (view, parts) = self
             .store
-            .read(|c| Ok((jobs::view(c, &task.job_id, stall)?, jobs::parts(c, &task.job_id)?)))?;
+            .read(|c| Ok((views::view(c, &task.job_id, stall)?, views::parts(c, &task.job_id)?)))?;
         let view = view.unwrap_or(Value::Null);
         let done: Vec<&Value> = parts.iter().filter(|p| p["state"] == "DONE").collect();
         let env = vec![

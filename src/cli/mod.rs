@@ -1,9 +1,14 @@
 //! The command line: one file per subcommand. `run` is what `main` calls; it
 //! returns errors for `main` to print once and map to an exit code.
 
+mod campaign;
+mod clean;
 mod client;
+mod jobs;
+mod schedules;
 mod serve;
 mod split;
+mod submit;
 
 use clap::{Parser, Subcommand};
 
@@ -27,21 +32,21 @@ pub enum Command {
     /// Validate a config file; exits non-zero naming the offending key.
     CheckConfig(serve::CheckConfigArgs),
     /// Submit sources to the running daemon as one job.
-    Submit(client::SubmitArgs),
+    Submit(submit::SubmitArgs),
     /// Show one job (with its parts), or the most recent jobs.
-    Status(client::StatusArgs),
+    Status(jobs::StatusArgs),
     /// List jobs.
-    Jobs(client::JobsArgs),
+    Jobs(jobs::JobsArgs),
     /// Cancel a job; running tasks stop at the next entry.
-    Cancel(client::JobArgs),
+    Cancel(jobs::JobArgs),
     /// Follow a job until it ends, with a live progress bar.
-    Follow(client::JobArgs),
+    Follow(jobs::JobArgs),
     /// List cron schedules with their next and last fire, or run one now (--run NAME).
-    Schedules(client::SchedulesArgs),
+    Schedules(schedules::SchedulesArgs),
     /// Sequential, resumable campaigns over a parent collection: start, status, stop, resume, list.
-    Campaign(client::CampaignArgs),
+    Campaign(campaign::CampaignArgs),
     /// Prune finished jobs older than the retention age (or --older-than-days).
-    Clean(client::CleanArgs),
+    Clean(clean::CleanArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -54,13 +59,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Split(args) => split::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::CheckConfig(args) => serve::check_config(args),
-        Command::Submit(args) => client::submit(args),
-        Command::Status(args) => client::status(args),
-        Command::Jobs(args) => client::jobs(args),
-        Command::Cancel(args) => client::cancel(args),
-        Command::Follow(args) => client::follow(args),
-        Command::Schedules(args) => client::schedules(args),
-        Command::Campaign(args) => client::campaign(args),
-        Command::Clean(args) => client::clean(args),
+        Command::Submit(args) => submit::submit(args),
+        Command::Status(args) => jobs::status(args),
+        Command::Jobs(args) => jobs::jobs(args),
+        Command::Cancel(args) => jobs::cancel(args),
+        Command::Follow(args) => jobs::follow(args),
+        Command::Schedules(args) => schedules::schedules(args),
+        Command::Campaign(args) => campaign::campaign(args),
+        Command::Clean(args) => clean::clean(args),
     }
 }

@@ -13,15 +13,7 @@ use super::Api;
 use crate::store::jobs::{Reject, Settings};
 
 /// Settings for the child jobs of a campaign; unset ones come from `[defaults]`.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ChildSettings {
-    pub(super) batch_size: Option<usize>,
-    pub(super) compression: Option<crate::split::Compression>,
-    pub(super) on_missing_file: Option<crate::split::OnMissing>,
-    pub(super) manifest: Option<String>,
-    pub(super) file_column: Option<String>,
-}
+pub(super) type ChildSettings = crate::config::SettingsOverride;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,14 +30,7 @@ pub(super) struct CampaignBody {
 
 impl Api {
     pub(super) fn child_settings(&self, s: ChildSettings) -> Result<Settings, Reply> {
-        let d = &self.config.defaults;
-        let settings = Settings {
-            batch_size: s.batch_size.unwrap_or(d.batch_size),
-            compression: s.compression.unwrap_or(d.compression),
-            on_missing_file: s.on_missing_file.unwrap_or(d.on_missing_file),
-            manifest: s.manifest.unwrap_or_else(|| d.manifest.clone()),
-            file_column: s.file_column.or_else(|| d.file_column.clone()),
-        };
+        let settings = self.config.defaults.resolve(s);
         if settings.batch_size == 0 {
             return Err(fail(400, "BAD_REQUEST", "settings.batch_size must be at least 1"));
         }

@@ -15,8 +15,9 @@ use tiny_http::Request;
 use super::campaigns::ChildSettings;
 use super::reply::{bounded, fail, internal, param, reject, reply, Reply};
 use super::{Api, VIEW_TTL};
-use crate::store::jobs::{self, NewJob, Reject, Settings};
+use crate::store::jobs::{self, NewJob, Reject};
 use crate::store::model::JobStatus;
+use crate::store::views;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +57,7 @@ pub(super) struct SourcesBody {
 impl Api {
     pub(super) fn view(&self, id: &str) -> anyhow::Result<Option<Value>> {
         let stall = self.config.engine.stall_seconds;
-        self.store.read(|c| jobs::view(c, id, stall))
+        self.store.read(|c| views::view(c, id, stall))
     }
 
     pub(super) fn get(&self, id: &str) -> Result<Reply, Reply> {
@@ -94,7 +95,7 @@ impl Api {
         let id = id.to_owned();
         let (exists, parts) = self
             .store
-            .read(|c| Ok((jobs::exists(c, &id)?, jobs::parts(c, &id)?)))
+            .read(|c| Ok((views::exists(c, &id)?, views::parts(c, &id)?)))
             .map_err(internal)?;
         if !exists {
             return Ok(reject(Reject::NotFound));
@@ -115,12 +116,15 @@ impl Api {
         if kind.as_deref().is_some_and(|k| k != "ingest" && k != "parent") {
             return Err(fail(400, "BAD_REQUEST", "kind is \"ingest\" or \"parent\""));
         }
-        let filter = jobs::Filter {
+        let filter = views::Filter {
             status: status.map(JobStatus::as_str),
             campaign_id: q.get("campaign_id").map(|s| s.as_str()),
             kind: kind.as_deref(),
         };
-        let (list, next) = self.store.read(|c| jobs::list(c, &filter, limit, after, stall)).map_err(internal)?;
+        let (list, next) = self
+            .store
+            .read(|c| views::list(c, &filter, limit, after, stall))
+            .map_err(internal)?;
         Ok(reply(200, json!({"jobs": list, "next": next})))
     }
 
@@ -135,7 +139,7 @@ impl Api {
         let deadline = std::time::Instant::now() + Duration::from_secs_f64(wait);
         loop {
             let generation = self.store.bell.generation();
-            let events = self.store.read(|c| jobs::events(c, after, 500)).map_err(internal)?;
+            let events = self.store.read(|c| views::events(c, after, 500)).map_err(internal)?;
             let now = std::time::Instant::now();
             if !events.is_empty() || now >= deadline {
                 let next = events.last().and_then(|e| e["id"].as_i64()).unwrap_or(after);
@@ -221,14 +225,13 @@ impl Api {
                 "a submitted job needs at least one source (or send \"submit\": false for a draft)",
             ));
         }
-        let d = &self.config.defaults;
-        let settings = Settings {
-            batch_size: b.batch_size.unwrap_or(d.batch_size),
-            compression: b.compression.unwrap_or(d.compression),
-            on_missing_file: b.on_missing_file.unwrap_or(d.on_missing_file),
-            manifest: b.manifest.clone().unwrap_or_else(|| d.manifest.clone()),
-            file_column: b.file_column.clone().or_else(|| d.file_column.clone()),
-        };
+        let settings = self.config.defaults.resolve(crate::config::SettingsOverride {
+            batch_size: b.batch_size,
+            compression: b.compression,
+            on_missing_file: b.on_missing_file,
+            manifest: b.manifest.clone(),
+            file_column: b.file_column.clone(),
+        });
         if settings.batch_size == 0 {
             return Err(fail(400, "BAD_REQUEST", "batch_size must be at least 1"));
         }

@@ -11,6 +11,7 @@ pub mod counters;
 pub mod jobs;
 pub mod model;
 pub mod retention;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};

@@ -1,0 +1,187 @@
+//! `batchd status`, `jobs`, `cancel` and `follow`: one job or the latest, a
+//! list, a cancel, and a live progress bar until a job ends.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::client::Client;
+use super::serve::DaemonArgs;
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    pub job: String,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// A job id; without one, the most recent jobs.
+    pub job: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let client = Client::connect(&args.daemon)?;
+    let Some(id) = args.job else {
+        return jobs(JobsArgs {
+            status: None,
+            limit: 20,
+            json: args.json,
+            daemon: args.daemon,
+        });
+    };
+    let job = client.ok("GET", &format!("/v1/jobs/{id}"), None)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+        return Ok(());
+    }
+    print_job(&job);
+    let parts = client.ok("GET", &format!("/v1/jobs/{id}/parts"), None)?;
+    for p in parts["parts"].as_array().into_iter().flatten() {
+        println!(
+            "  part {:>4}  {:>7} rows  {:<7}  {}",
+            p["n"].as_i64().unwrap_or(0),
+            p["rows"].as_i64().unwrap_or(0),
+            p["state"].as_str().unwrap_or(""),
+            p["path"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+fn print_job(job: &Value) {
+    println!("job      {}", job["id"].as_str().unwrap_or(""));
+    println!(
+        "status   {} ({})",
+        job["status"].as_str().unwrap_or(""),
+        job["health"].as_str().unwrap_or("")
+    );
+    println!("message  {}", job["status_message"].as_str().unwrap_or(""));
+    for s in job["sources"].as_array().into_iter().flatten() {
+        println!("source   {}", s.as_str().unwrap_or(""));
+    }
+    println!("parts in {}", job["out_dir"].as_str().unwrap_or(""));
+    for e in job["errors"].as_array().into_iter().flatten() {
+        println!(
+            "error    {} {}",
+            e["code"].as_str().unwrap_or(""),
+            e["message"].as_str().unwrap_or("")
+        );
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only jobs with this status (QUEUED, PROCESSING, COMPLETED, …).
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+pub fn jobs(args: JobsArgs) -> anyhow::Result<()> {
+    let client = Client::connect(&args.daemon)?;
+    let mut path = format!("/v1/jobs?limit={}", args.limit);
+    if let Some(s) = &args.status {
+        path.push_str(&format!("&status={s}"));
+    }
+    let list = client.ok("GET", &path, None)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let jobs = list["jobs"].as_array().cloned().unwrap_or_default();
+    if jobs.is_empty() {
+        println!("no jobs");
+    }
+    for j in jobs {
+        println!(
+            "{}  {:<10}  {:>5.1}%  {}",
+            j["id"].as_str().unwrap_or(""),
+            j["status"].as_str().unwrap_or(""),
+            j["progress"]["percent"].as_f64().unwrap_or(0.0),
+            j["status_message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+pub fn cancel(args: JobArgs) -> anyhow::Result<()> {
+    let client = Client::connect(&args.daemon)?;
+    let job = client.ok("POST", &format!("/v1/jobs/{}/cancel", args.job), Some(&json!({})))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+    } else {
+        println!("{}  {}", job["id"].as_str().unwrap_or(""), job["status"].as_str().unwrap_or(""));
+    }
+    Ok(())
+}
+
+pub fn follow(args: JobArgs) -> anyhow::Result<()> {
+    let client = Client::connect(&args.daemon)?;
+    follow_job(&client, &args.job, args.json)
+}
+
+/// Shows a live bar and status message until the job ends; the exit status says
+/// how it ended (0 completed, 3 failed on bad input, 1 otherwise).
+pub(super) fn follow_job(client: &Client, id: &str, json_out: bool) -> anyhow::Result<()> {
+    let bar = (!json_out && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(1000);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b
+    });
+    let mut last_message = String::new();
+    let job = loop {
+        let job = client.ok("GET", &format!("/v1/jobs/{id}"), None)?;
+        let msg = job["status_message"].as_str().unwrap_or("").to_owned();
+        match &bar {
+            Some(b) => {
+                b.set_position((job["status_detail"]["percent_complete"].as_f64().unwrap_or(0.0) * 1000.0) as u64);
+                b.set_message(msg.clone());
+            }
+            None if !json_out && msg != last_message => eprintln!("{msg}"),
+            None => {}
+        }
+        last_message = msg;
+        if matches!(job["status"].as_str(), Some("COMPLETED" | "FAILED" | "CANCELLED")) {
+            break job;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+    } else {
+        print_job(&job);
+    }
+    match job["status"].as_str() {
+        Some("COMPLETED") => Ok(()),
+        Some("FAILED") => Err(crate::Error::JobFailed {
+            id: id.to_owned(),
+            code: job["error"]["code"].as_str().unwrap_or("INTERNAL").to_owned(),
+            message: job["error"]["message"].as_str().unwrap_or("unknown error").to_owned(),
+        }
+        .into()),
+        _ => bail!("job {id} was cancelled"),
+    }
+}

@@ -1,0 +1,83 @@
+//! `batchd submit`: one job from sources, optionally waiting for it to end.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+
+use super::client::Client;
+use super::jobs::follow_job;
+use super::serve::DaemonArgs;
+use crate::split::{Compression, OnMissing};
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Archives or directories to ingest (one job).
+    #[arg(required = true)]
+    pub sources: Vec<PathBuf>,
+    #[arg(long, short = 'n')]
+    pub batch_size: Option<usize>,
+    #[arg(long, value_enum)]
+    pub compression: Option<Compression>,
+    #[arg(long, value_enum)]
+    pub on_missing_file: Option<OnMissing>,
+    #[arg(long)]
+    pub file_column: Option<String>,
+    #[arg(long)]
+    pub priority: Option<i64>,
+    /// Follow the job until it ends, with a live progress bar.
+    #[arg(long)]
+    pub wait: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+    let client = Client::connect(&args.daemon)?;
+    let sources: Vec<String> = args
+        .sources
+        .iter()
+        .map(|s| {
+            std::fs::canonicalize(s)
+                .map(|p| p.to_string_lossy().into_owned())
+                .with_context(|| format!("source {}", s.display()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut body = json!({"sources": sources});
+    if let Some(n) = args.batch_size {
+        body["batch_size"] = json!(n);
+    }
+    if let Some(c) = args.compression {
+        body["compression"] = json!(c);
+    }
+    if let Some(m) = args.on_missing_file {
+        body["on_missing_file"] = json!(m);
+    }
+    if let Some(f) = &args.file_column {
+        body["file_column"] = json!(f);
+    }
+    if let Some(p) = args.priority {
+        body["priority"] = json!(p);
+    }
+    let job = client.ok("POST", "/v1/jobs", Some(&body))?;
+    let id = job["id"].as_str().unwrap_or_default().to_owned();
+    if args.wait {
+        if !args.json {
+            eprintln!("job {id} submitted");
+        }
+        return follow_job(&client, &id, args.json);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+    } else {
+        println!(
+            "{id}  {}  {}",
+            job["status"].as_str().unwrap_or(""),
+            job["status_message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
