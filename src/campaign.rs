@@ -24,7 +24,7 @@ use r2d2_sqlite::rusqlite::{self, params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::store::jobs::{self, NewJob, Reject, Settings};
+use crate::store::jobs::{self, CampaignLink, NewJob, Reject, Settings};
 use crate::store::{Store, Tx};
 
 /// Children finished within this window set the campaign's rate.
@@ -125,23 +125,27 @@ pub fn queue_batch(tx: &Tx, b: &NewBatch) -> rusqlite::Result<Result<String, Rej
             b.campaign_id, b.start_position
         ))));
     }
-    let id = crate::ids::new_id();
-    let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs", [], |r| r.get(0))?;
-    tx.execute(
-        "INSERT INTO jobs (id, seq, kind, status, trigger, settings, out_dir, created, modified, campaign_id, start_position)
-         VALUES (?1, ?2, 'parent', 'QUEUED', ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
-        params![
-            id,
-            seq,
-            b.trigger,
-            serde_json::to_string(&b.settings).expect("settings serialize"),
-            b.parent,
-            t,
-            b.campaign_id,
-            b.start_position
-        ],
-    )?;
-    tx.execute("INSERT INTO sources (job_id, n, path) VALUES (?1, 1, ?2)", params![id, b.parent])?;
+    // The batch's one source is the collection, which is also where it "writes".
+    let batch = NewJob {
+        id: crate::ids::new_id(),
+        kind: "parent".into(),
+        sources: vec![b.parent.clone()],
+        settings: b.settings.clone(),
+        trigger: b.trigger.clone(),
+        submit: true,
+        priority: 0,
+        out_dir: b.parent.clone(),
+        idempotency: None,
+        campaign: Some(CampaignLink {
+            campaign_id: b.campaign_id.clone(),
+            parent_job_id: None,
+            start_position: Some(b.start_position),
+        }),
+    };
+    let id = match jobs::create(tx, &batch)? {
+        Ok((id, _)) => id,
+        Err(r) => return Ok(Err(r)),
+    };
     jobs::event(
         tx,
         Some(&id),
@@ -256,7 +260,7 @@ impl Runner {
             return Ok(());
         };
         let listed = children(&parent, &pattern);
-        let d = self.config.data_dir.join("parts");
+        let data_dir = self.config.data_dir.clone();
         let job_id = parent_job.to_owned();
         self.store.write(move |tx| {
             let t = crate::clock::now();
@@ -269,14 +273,10 @@ impl Runner {
                 Err(e) => {
                     let err = json!({"code": "PARENT_UNREADABLE", "message": format!("{e:#}"), "entry": parent, "line": null});
                     tx.execute(
-                        "UPDATE jobs SET status = 'FAILED', error = ?2, started = ?3, finished = ?3, modified = ?3 WHERE id = ?1",
-                        params![job_id, err.to_string(), t],
-                    )?;
-                    tx.execute(
                         "UPDATE campaigns SET status = 'FAILED', error = ?2, modified = ?3, finished = ?3 WHERE id = ?1",
                         params![campaign, format!("{e:#}"), t],
                     )?;
-                    return jobs::event(tx, Some(&job_id), "job.failed", json!({"error": err}));
+                    return jobs::parent_failed(tx, &job_id, &err);
                 }
             };
             let known = cap.map_or(all.len() as i64, |c| c.min(all.len() as i64));
@@ -300,23 +300,13 @@ impl Runner {
                     skipped += 1;
                     None
                 } else {
-                    let id = crate::ids::new_id();
-                    let job = NewJob {
-                        out_dir: d.join(&id).to_string_lossy().into_owned(),
-                        id,
-                        kind: "ingest".into(),
-                        sources: vec![c.path.clone()],
-                        settings: settings.clone(),
-                        trigger: "campaign".into(),
-                        submit: true,
-                        priority: 0,
-                        idempotency: None,
-                    };
+                    let mut job = NewJob::ingest(crate::ids::new_id(), &data_dir, None, vec![c.path.clone()], settings.clone(), "campaign");
+                    job.campaign = Some(CampaignLink {
+                        campaign_id: campaign.clone(),
+                        parent_job_id: Some(job_id.clone()),
+                        start_position: None,
+                    });
                     jobs::create(tx, &job)?.map_err(|_| rusqlite::Error::InvalidQuery)?;
-                    tx.execute(
-                        "UPDATE jobs SET campaign_id = ?2, parent_job_id = ?3 WHERE id = ?1",
-                        params![job.id, campaign, job_id],
-                    )?;
                     queued += 1;
                     Some(job.id)
                 };
@@ -327,11 +317,7 @@ impl Runner {
                 )?;
             }
             let next = (end <= known).then_some(end);
-            tx.execute(
-                "UPDATE jobs SET status = 'COMPLETED', started = ?2, finished = ?2, modified = ?2, total_rows = ?3, processed_rows = ?3,
-                 skipped_rows = ?4, next_start_position = ?5 WHERE id = ?1",
-                params![job_id, t, queued + skipped, skipped, next],
-            )?;
+            jobs::parent_expanded(tx, &job_id, queued, skipped, next)?;
             tx.execute(
                 "UPDATE campaigns SET known_children = ?2, modified = ?3 WHERE id = ?1",
                 params![campaign, known, t],

@@ -241,22 +241,18 @@ impl Api {
             .iter()
             .find(|h| h.field.equiv("Idempotency-Key"))
             .map(|h| h.value.as_str().to_owned());
-        let id = crate::ids::new_id();
+        let trigger = req.headers().iter().find(|h| h.field.equiv("X-Batchd-Trigger")).map_or("api", |h| {
+            if h.value.as_str() == "cli" {
+                "cli"
+            } else {
+                "api"
+            }
+        });
         let job = NewJob {
-            out_dir: self.config.data_dir.join("parts").join(&id).to_string_lossy().into_owned(),
-            id,
-            kind: "ingest".into(),
-            sources,
-            settings,
-            trigger: req
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("X-Batchd-Trigger"))
-                .map_or("api", |h| if h.value.as_str() == "cli" { "cli" } else { "api" })
-                .into(),
             submit: b.submit,
             priority: b.priority,
             idempotency: key.map(|k| (k, crate::fsx::hex(&Sha256::digest(parsed.to_string().as_bytes())))),
+            ..NewJob::ingest(crate::ids::new_id(), &self.config.data_dir, None, sources, settings, trigger)
         };
         let outcome = self.store.write(move |tx| jobs::create(tx, &job)).map_err(internal)?;
         let (id, created) = outcome.map_err(reject)?;

@@ -4,6 +4,8 @@
 //! writer's transaction; the few reads the engine needs take a pooled read
 //! connection. What the API shows of a job is built in `views`.
 
+use std::path::Path;
+
 use r2d2_sqlite::rusqlite::{self, params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -43,6 +45,38 @@ pub struct NewJob {
     pub priority: i64,
     pub out_dir: String,
     pub idempotency: Option<(String, String)>,
+    /// Set for a campaign's parent batches and their child jobs.
+    pub campaign: Option<CampaignLink>,
+}
+
+/// Where a job sits in a campaign.
+#[derive(Debug, Clone)]
+pub struct CampaignLink {
+    pub campaign_id: String,
+    /// The parent batch that queued this child job.
+    pub parent_job_id: Option<String>,
+    /// For a parent batch: its first position in the collection.
+    pub start_position: Option<i64>,
+}
+
+impl NewJob {
+    /// An ingest job, queued at once, whose parts go to `out_dir` or, by
+    /// default, to `DATA_DIR/parts/{id}` (the one place that rule lives).
+    pub fn ingest(id: String, data_dir: &Path, out_dir: Option<&Path>, sources: Vec<String>, settings: Settings, trigger: &str) -> NewJob {
+        let out_dir = out_dir.map_or_else(|| data_dir.join("parts").join(&id), Path::to_path_buf);
+        NewJob {
+            out_dir: out_dir.to_string_lossy().into_owned(),
+            id,
+            kind: "ingest".into(),
+            sources,
+            settings,
+            trigger: trigger.into(),
+            submit: true,
+            priority: 0,
+            idempotency: None,
+            campaign: None,
+        }
+    }
 }
 
 /// Event kinds listed under a job's "errors".
@@ -76,9 +110,11 @@ pub fn create(tx: &Tx, job: &NewJob) -> rusqlite::Result<Result<(String, bool), 
     let t = now();
     let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs", [], |r| r.get(0))?;
     let status = if job.submit { "QUEUED" } else { "DRAFT" };
+    let link = job.campaign.as_ref();
     tx.execute(
-        "INSERT INTO jobs (id, seq, kind, status, trigger, priority, settings, out_dir, created, modified)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        "INSERT INTO jobs (id, seq, kind, status, trigger, priority, settings, out_dir, created, modified,
+                           campaign_id, parent_job_id, start_position)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12)",
         params![
             job.id,
             seq,
@@ -88,7 +124,10 @@ pub fn create(tx: &Tx, job: &NewJob) -> rusqlite::Result<Result<(String, bool), 
             job.priority,
             serde_json::to_string(&job.settings).unwrap(),
             job.out_dir,
-            t
+            t,
+            link.map(|l| &l.campaign_id),
+            link.and_then(|l| l.parent_job_id.as_ref()),
+            link.and_then(|l| l.start_position),
         ],
     )?;
     for (n, path) in job.sources.iter().enumerate() {
@@ -103,6 +142,11 @@ pub fn create(tx: &Tx, job: &NewJob) -> rusqlite::Result<Result<(String, bool), 
             params![key, hash, job.id, t],
         )?;
     }
+    // A parent batch has no tasks: the campaign runner expands it into child
+    // jobs, and records that as its own event.
+    if job.kind == "parent" {
+        return Ok(Ok((job.id.clone(), true)));
+    }
     event(
         tx,
         Some(&job.id),
@@ -113,6 +157,28 @@ pub fn create(tx: &Tx, job: &NewJob) -> rusqlite::Result<Result<(String, bool), 
         queue_tasks(tx, &job.id)?;
     }
     Ok(Ok((job.id.clone(), true)))
+}
+
+/// A campaign's parent batch could not list its collection: the batch fails.
+pub fn parent_failed(tx: &Tx, job_id: &str, error: &Value) -> rusqlite::Result<()> {
+    let t = now();
+    tx.execute(
+        "UPDATE jobs SET status = 'FAILED', error = ?2, started = ?3, finished = ?3, modified = ?3 WHERE id = ?1",
+        params![job_id, error.to_string(), t],
+    )?;
+    event(tx, Some(job_id), "job.failed", json!({"error": error}))
+}
+
+/// A campaign's parent batch has queued its children (`queued`) and skipped
+/// those ingested before (`skipped`); `next` is where the next batch starts.
+pub fn parent_expanded(tx: &Tx, job_id: &str, queued: i64, skipped: i64, next: Option<i64>) -> rusqlite::Result<()> {
+    let t = now();
+    tx.execute(
+        "UPDATE jobs SET status = 'COMPLETED', started = ?2, finished = ?2, modified = ?2, total_rows = ?3, processed_rows = ?3,
+         skipped_rows = ?4, next_start_position = ?5 WHERE id = ?1",
+        params![job_id, t, queued + skipped, skipped, next],
+    )?;
+    Ok(())
 }
 
 /// PLAN per source, and a FINISH that waits for everything else.

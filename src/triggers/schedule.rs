@@ -258,11 +258,9 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
     let listed = candidates(s);
     let error = listed.as_ref().err().map(|e| format!("{e:#}"));
     let files = listed.unwrap_or_default();
-    let id = crate::ids::new_id();
-    let out_dir = s.output_dir.clone().unwrap_or_else(|| config.data_dir.join("parts").join(&id));
     let settings = config.defaults.settings(s.batch_size, s.file_column.as_ref());
     let name = s.name.clone();
-    let out_dir = out_dir.to_string_lossy().into_owned();
+    let (data_dir, output_dir) = (config.data_dir.clone(), s.output_dir.clone());
     store.write(move |tx| {
         let taken = tx.execute(
             "INSERT INTO schedule_fires (schedule, scheduled_at, manual, fired_at, result, late) VALUES (?1, ?2, ?3, ?4, 'EMPTY', ?5)
@@ -311,17 +309,15 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
             fired.result = "EMPTY".into();
             return Ok(fired);
         }
-        let job = NewJob {
-            id,
-            kind: "ingest".into(),
-            sources: new.iter().map(|c| c.path.clone()).collect(),
+        let sources = new.iter().map(|c| c.path.clone()).collect();
+        let job = NewJob::ingest(
+            crate::ids::new_id(),
+            &data_dir,
+            output_dir.as_deref(),
+            sources,
             settings,
-            trigger: "schedule".into(),
-            submit: true,
-            priority: 0,
-            out_dir,
-            idempotency: None,
-        };
+            "schedule",
+        );
         jobs::create(tx, &job)?.map_err(|_| r2d2_sqlite::rusqlite::Error::InvalidQuery)?;
         for c in &new {
             tx.execute(

@@ -372,6 +372,7 @@ impl Driver {
                     priority,
                     out_dir: format!("/out/{id}"),
                     idempotency: None,
+                    campaign: None,
                 };
                 let got = self.write(move |tx| jobs::create(tx, &job))?;
                 prop_assert_eq!(got, Ok((id.clone(), true)));
