@@ -24,7 +24,8 @@ use r2d2_sqlite::rusqlite::{self, params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::store::jobs::{self, CampaignLink, NewJob, Reject, Settings};
+use crate::store::jobs::{self, CampaignLink, NewJob, Settings};
+use crate::store::{Reject, StoreError, StoreResult};
 use crate::store::{Store, Tx};
 
 /// Children finished within this window set the campaign's rate.
@@ -48,20 +49,20 @@ pub struct NewBatch {
 }
 
 /// Jobs of the campaign still queued or running (parents and children).
-fn live_jobs(c: &Connection, campaign_id: &str) -> rusqlite::Result<i64> {
-    c.query_row(
+fn live_jobs(c: &Connection, campaign_id: &str) -> StoreResult<i64> {
+    Ok(c.query_row(
         "SELECT COUNT(*) FROM jobs WHERE campaign_id = ?1 AND status IN ('DRAFT', 'QUEUED', 'PROCESSING')",
         [campaign_id],
         |r| r.get(0),
-    )
+    )?)
 }
 
 /// Starts a new campaign with its first batch; refuses an id already taken.
-pub fn start(tx: &Tx, b: &NewBatch) -> rusqlite::Result<Result<String, Reject>> {
+pub fn start(tx: &Tx, b: &NewBatch) -> StoreResult<String> {
     let id = &b.campaign_id;
     let exists: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = ?1)", [id], |r| r.get(0))?;
     if exists {
-        return Ok(Err(Reject::Conflict(format!(
+        return Err(StoreError::Refused(Reject::Conflict(format!(
             "campaign {id} exists; POST /v1/campaigns/{id}/resume continues it"
         ))));
     }
@@ -70,14 +71,14 @@ pub fn start(tx: &Tx, b: &NewBatch) -> rusqlite::Result<Result<String, Reject>> 
 
 /// Creates the campaign (when new) and queues one parent job. Refuses a batch
 /// while another batch of the campaign is still running.
-pub fn queue_batch(tx: &Tx, b: &NewBatch) -> rusqlite::Result<Result<String, Reject>> {
+pub fn queue_batch(tx: &Tx, b: &NewBatch) -> StoreResult<String> {
     let t = crate::clock::now();
     let existing: Option<String> = tx
         .query_row("SELECT parent FROM campaigns WHERE id = ?1", [&b.campaign_id], |r| r.get(0))
         .optional()?;
     match existing {
         Some(p) if p != b.parent => {
-            return Ok(Err(Reject::Conflict(format!(
+            return Err(StoreError::Refused(Reject::Conflict(format!(
                 "campaign {} runs over {p}, not {}; use another campaign_id",
                 b.campaign_id, b.parent
             ))))
@@ -109,7 +110,7 @@ pub fn queue_batch(tx: &Tx, b: &NewBatch) -> rusqlite::Result<Result<String, Rej
         }
     }
     if live_jobs(tx, &b.campaign_id)? > 0 {
-        return Ok(Err(Reject::Conflict(format!(
+        return Err(StoreError::Refused(Reject::Conflict(format!(
             "a batch of campaign {} is still running; queue the next one when it and its child jobs have ended",
             b.campaign_id
         ))));
@@ -120,7 +121,7 @@ pub fn queue_batch(tx: &Tx, b: &NewBatch) -> rusqlite::Result<Result<String, Rej
         |r| r.get(0),
     )?;
     if taken {
-        return Ok(Err(Reject::Conflict(format!(
+        return Err(StoreError::Refused(Reject::Conflict(format!(
             "campaign {} already has a batch at start_position {}",
             b.campaign_id, b.start_position
         ))));
@@ -142,17 +143,14 @@ pub fn queue_batch(tx: &Tx, b: &NewBatch) -> rusqlite::Result<Result<String, Rej
             start_position: Some(b.start_position),
         }),
     };
-    let id = match jobs::create(tx, &batch)? {
-        Ok((id, _)) => id,
-        Err(r) => return Ok(Err(r)),
-    };
+    let (id, _) = jobs::create(tx, &batch)?;
     jobs::event(
         tx,
         Some(&id),
         "campaign.batch",
         json!({"campaign_id": b.campaign_id, "start_position": b.start_position, "batch_size": b.batch_size}),
     )?;
-    Ok(Ok(id))
+    Ok(id)
 }
 
 /// A child of the collection with the identity that says whether it was ingested.
@@ -220,8 +218,8 @@ impl Runner {
         loop {
             let queued: Vec<String> = self.store.read(|c| {
                 let mut st = c.prepare_cached("SELECT id FROM jobs WHERE kind = 'parent' AND status = 'QUEUED' ORDER BY seq")?;
-                let v = st.query_map([], |r| r.get(0))?.collect();
-                v
+                let v = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>();
+                Ok(v?)
             })?;
             for id in queued {
                 self.expand(&id)?;
@@ -232,8 +230,8 @@ impl Runner {
                     "SELECT c.id FROM campaigns c WHERE c.status IN ('RUNNING', 'STOPPING')
                      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.campaign_id = c.id AND j.status IN ('DRAFT', 'QUEUED', 'PROCESSING'))",
                 )?;
-                let v = st.query_map([], |r| r.get(0))?.collect();
-                v
+                let v = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>();
+                Ok(v?)
             })?;
             let mut queued_any = false;
             for id in idle {
@@ -248,13 +246,13 @@ impl Runner {
     /// Lists one parent job's children and queues them, in one transaction.
     fn expand(&self, parent_job: &str) -> anyhow::Result<()> {
         let found: Option<(String, String, i64, i64, Option<i64>, String)> = self.store.read(|c| {
-            c.query_row(
+            Ok(c.query_row(
                 "SELECT c.id, c.parent, j.start_position, c.batch_size, c.total_children, c.pattern
                  FROM jobs j JOIN campaigns c ON c.id = j.campaign_id WHERE j.id = ?1 AND j.status = 'QUEUED'",
                 [parent_job],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
-            .optional()
+            .optional()?)
         })?;
         let Some((campaign, parent, start, batch_size, cap, pattern)) = found else {
             return Ok(());
@@ -282,7 +280,7 @@ impl Runner {
             let known = cap.map_or(all.len() as i64, |c| c.min(all.len() as i64));
             let end = (start + batch_size).min(known + 1); // exclusive
             let settings: String = tx.query_row("SELECT settings FROM campaigns WHERE id = ?1", [&campaign], |r| r.get(0))?;
-            let settings: Settings = serde_json::from_str(&settings).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            let settings: Settings = serde_json::from_str(&settings)?;
             let (mut queued, mut skipped) = (0i64, 0i64);
             for pos in start..end.max(start) {
                 let c = &all[(pos - 1) as usize];
@@ -306,7 +304,7 @@ impl Runner {
                         parent_job_id: Some(job_id.clone()),
                         start_position: None,
                     });
-                    jobs::create(tx, &job)?.map_err(|_| rusqlite::Error::InvalidQuery)?;
+                    jobs::create(tx, &job)?;
                     queued += 1;
                     Some(job.id)
                 };
@@ -337,7 +335,7 @@ impl Runner {
     /// Returns true when it queued a batch.
     fn advance(&self, campaign: &str) -> anyhow::Result<bool> {
         let campaign = campaign.to_owned();
-        self.store.write(move |tx| {
+        Ok(self.store.write(move |tx| {
             let t = crate::clock::now();
             if live_jobs(tx, &campaign)? > 0 {
                 return Ok(false);
@@ -353,7 +351,7 @@ impl Runner {
                 [&campaign],
                 |r| r.get(0),
             )?;
-            let set = |status: &str, error: Option<String>| -> rusqlite::Result<bool> {
+            let set = |status: &str, error: Option<String>| -> StoreResult<bool> {
                 tx.execute(
                     "UPDATE campaigns SET status = ?2, error = ?3, modified = ?4,
                      finished = CASE WHEN ?2 IN ('COMPLETED', 'FAILED', 'STOPPED') THEN ?4 ELSE NULL END WHERE id = ?1",
@@ -390,7 +388,7 @@ impl Runner {
             if !managed {
                 return Ok(false);
             }
-            let settings: Settings = serde_json::from_str(&settings).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            let settings: Settings = serde_json::from_str(&settings)?;
             let batch = NewBatch {
                 campaign_id: campaign.clone(),
                 parent,
@@ -403,43 +401,43 @@ impl Runner {
                 managed,
                 trigger: "campaign".into(),
             };
-            queue_batch(tx, &batch)?.map(|_| true).map_err(|_| rusqlite::Error::InvalidQuery)
-        })
+            queue_batch(tx, &batch).map(|_| true)
+        })?)
     }
 }
 
 /// Why a stop or resume was refused.
-pub fn set_running(tx: &Tx, id: &str, stop: bool) -> rusqlite::Result<Result<(), Reject>> {
+pub fn set_running(tx: &Tx, id: &str, stop: bool) -> StoreResult<()> {
     let row: Option<(String, bool)> = tx
         .query_row("SELECT status, managed FROM campaigns WHERE id = ?1", [id], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
     let Some((status, managed)) = row else {
-        return Ok(Err(Reject::NotFound));
+        return Err(StoreError::Refused(Reject::NotFound));
     };
     if !managed {
-        return Ok(Err(Reject::Conflict(
+        return Err(StoreError::Refused(Reject::Conflict(
             "this campaign is driven by an outside runner (POST /v1/jobs kind parent); stop that runner instead".into(),
         )));
     }
     let to = match (stop, status.as_str()) {
         (true, "RUNNING") => "STOPPING",
-        (true, "STOPPING" | "STOPPED") => return Ok(Ok(())),
+        (true, "STOPPING" | "STOPPED") => return Ok(()),
         (false, "STOPPING" | "STOPPED" | "FAILED") => "RUNNING",
-        (false, "RUNNING") => return Ok(Ok(())),
-        (_, s) => return Ok(Err(Reject::Conflict(format!("the campaign is {s}")))),
+        (false, "RUNNING") => return Ok(()),
+        (_, s) => return Err(StoreError::Refused(Reject::Conflict(format!("the campaign is {s}")))),
     };
     tx.execute(
         "UPDATE campaigns SET status = ?2, error = NULL, finished = NULL, modified = ?3 WHERE id = ?1",
         params![id, to, crate::clock::now()],
     )?;
     jobs::event(tx, None, "campaign.status", json!({"campaign_id": id, "status": to}))?;
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// The campaign's aggregate view, computed from the rows.
-pub fn view(c: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
+pub fn view(c: &Connection, id: &str) -> StoreResult<Option<Value>> {
     let row = c
         .query_row(
             "SELECT id, parent, pattern, batch_size, total_children, max_failed, managed, status, known_children, error, created, modified, finished, settings
@@ -557,7 +555,7 @@ pub fn view(c: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
 }
 
 /// Campaigns, newest first.
-pub fn list(c: &Connection, limit: i64) -> rusqlite::Result<Vec<Value>> {
+pub fn list(c: &Connection, limit: i64) -> StoreResult<Vec<Value>> {
     let ids: Vec<String> = {
         let mut st = c.prepare("SELECT id FROM campaigns ORDER BY created DESC, id LIMIT ?1")?;
         let v = st.query_map([limit], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;

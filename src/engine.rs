@@ -25,7 +25,7 @@ use crate::split::{self, PartHook, Plan, Progress, Source, SplitOptions};
 use crate::store::jobs::{self, PartRow, Task};
 use crate::store::model::{JobStatus, TaskKind};
 use crate::store::views;
-use crate::store::Store;
+use crate::store::{Store, StoreError, StoreResult};
 
 struct Running {
     job_id: String,
@@ -208,13 +208,15 @@ impl Engine {
     /// trip through the database writer: if the writer is stuck, so is this
     /// loop, the pings stop and systemd restarts us.
     fn notify_systemd(&self, last: &mut (Instant, u64)) {
-        let alive = self.store.write_quiet(|_| Ok(())).is_ok();
+        let alive = self.store.write_quiet(|_| Ok::<_, StoreError>(())).is_ok();
         let queued = self
             .store
             .read(|c| {
-                c.query_row("SELECT COUNT(*) FROM jobs WHERE status IN ('QUEUED', 'PROCESSING')", [], |r| {
-                    r.get::<_, i64>(0)
-                })
+                Ok(
+                    c.query_row("SELECT COUNT(*) FROM jobs WHERE status IN ('QUEUED', 'PROCESSING')", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                )
             })
             .unwrap_or(-1);
         let rows = self.rows_packed();
@@ -297,7 +299,7 @@ impl Engine {
                 });
                 crate::failpoint::hit("job.finished");
                 self.forget(&task.job_id);
-                r
+                Ok(r?)
             }),
         };
         self.running.lock().unwrap().remove(&task.id);
@@ -326,11 +328,11 @@ impl Engine {
     /// deliver them by hand.
     fn remove_parts_if_failed(&self, job_id: &str) {
         let state = self.store.read(|c| {
-            c.query_row(
+            Ok(c.query_row(
                 "SELECT status, json_extract(error, '$.code') FROM jobs WHERE id = ?1",
                 [job_id],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
-            )
+            )?)
         });
         if let Ok((status, code)) = state {
             if status == "FAILED" && code.as_deref() != Some("HOOK_FAILED") {
@@ -557,7 +559,7 @@ impl Engine {
         let stall = self.config.engine.stall_seconds;
         let (view, parts) = self
             .store
-            .read(|c| Ok((views::view(c, &task.job_id, stall)?, views::parts(c, &task.job_id)?)))?;
+            .read(|c| -> StoreResult<_> { Ok((views::view(c, &task.job_id, stall)?, views::parts(c, &task.job_id)?)) })?;
         let view = view.unwrap_or(Value::Null);
         let done: Vec<&Value> = parts.iter().filter(|p| p["state"] == "DONE").collect();
         let env = vec![

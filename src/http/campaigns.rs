@@ -8,9 +8,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::jobs::CreateBody;
-use super::reply::{bounded, fail, internal, reject, reply, Reply};
+use super::reply::{bounded, fail, internal, reply, store_error, Reply};
 use super::Api;
-use crate::store::jobs::{Reject, Settings};
+use crate::store::jobs::Settings;
+use crate::store::{Reject, StoreError};
 
 /// Settings for the child jobs of a campaign; unset ones come from `[defaults]`.
 pub(super) type ChildSettings = crate::config::SettingsOverride;
@@ -91,8 +92,7 @@ impl Api {
         let id = self
             .store
             .write(move |tx| crate::campaign::queue_batch(tx, &batch))
-            .map_err(internal)?
-            .map_err(reject)?;
+            .map_err(store_error)?;
         let view = self.view(&id).map_err(internal)?.unwrap_or(Value::Null);
         let mut r = reply(201, view);
         r.headers.push(("Location", format!("/v1/jobs/{id}")));
@@ -119,8 +119,7 @@ impl Api {
         };
         self.store
             .write(move |tx| crate::campaign::start(tx, &batch))
-            .map_err(internal)?
-            .map_err(reject)?;
+            .map_err(store_error)?;
         let mut r = self.campaign(&id)?;
         r.status = 201;
         r.headers.push(("Location", format!("/v1/campaigns/{id}")));
@@ -144,10 +143,9 @@ impl Api {
         let id2 = id.to_owned();
         self.store
             .write(move |tx| crate::campaign::set_running(tx, &id2, stop))
-            .map_err(internal)?
-            .map_err(|r| match r {
-                Reject::NotFound => fail(404, "NOT_FOUND", format!("no campaign {id:?}")),
-                other => reject(other),
+            .map_err(|e| match e {
+                StoreError::Refused(Reject::NotFound) => fail(404, "NOT_FOUND", format!("no campaign {id:?}")),
+                e => store_error(e),
             })?;
         self.campaign(id)
     }

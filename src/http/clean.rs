@@ -31,6 +31,6 @@ impl Api {
         let delete_parts = b.delete_parts.unwrap_or(self.config.retention.delete_parts);
         let cutoff = crate::clock::now() - days * 86_400.0;
         let pruned = crate::store::retention::prune(&self.store, cutoff, delete_parts, b.dry_run).map_err(internal)?;
-        Ok(reply(200, serde_json::to_value(pruned).map_err(|e| internal(e.into()))?))
+        Ok(reply(200, serde_json::to_value(pruned).map_err(internal)?))
     }
 }

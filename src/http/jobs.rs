@@ -13,11 +13,12 @@ use sha2::{Digest, Sha256};
 use tiny_http::Request;
 
 use super::campaigns::ChildSettings;
-use super::reply::{bounded, fail, internal, param, reject, reply, Reply};
+use super::reply::{bounded, fail, internal, param, reject, reply, store_error, Reply};
 use super::{Api, VIEW_TTL};
 use crate::store::jobs::{self, NewJob, Reject};
 use crate::store::model::JobStatus;
 use crate::store::views;
+use crate::store::StoreResult;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,7 +58,7 @@ pub(super) struct SourcesBody {
 impl Api {
     pub(super) fn view(&self, id: &str) -> anyhow::Result<Option<Value>> {
         let stall = self.config.engine.stall_seconds;
-        self.store.read(|c| views::view(c, id, stall))
+        Ok(self.store.read(|c| views::view(c, id, stall))?)
     }
 
     pub(super) fn get(&self, id: &str) -> Result<Reply, Reply> {
@@ -95,7 +96,7 @@ impl Api {
         let id = id.to_owned();
         let (exists, parts) = self
             .store
-            .read(|c| Ok((views::exists(c, &id)?, views::parts(c, &id)?)))
+            .read(|c| -> StoreResult<_> { Ok((views::exists(c, &id)?, views::parts(c, &id)?)) })
             .map_err(internal)?;
         if !exists {
             return Ok(reject(Reject::NotFound));
@@ -254,8 +255,7 @@ impl Api {
             idempotency: key.map(|k| (k, crate::fsx::hex(&Sha256::digest(parsed.to_string().as_bytes())))),
             ..NewJob::ingest(crate::ids::new_id(), &self.config.data_dir, None, sources, settings, trigger)
         };
-        let outcome = self.store.write(move |tx| jobs::create(tx, &job)).map_err(internal)?;
-        let (id, created) = outcome.map_err(reject)?;
+        let (id, created) = self.store.write(move |tx| jobs::create(tx, &job)).map_err(store_error)?;
         let view = self.view(&id).map_err(internal)?.unwrap_or(Value::Null);
         let mut r = reply(if created { 201 } else { 200 }, view);
         r.headers.push(("Location", format!("/v1/jobs/{id}")));
@@ -283,17 +283,15 @@ impl Api {
         let id2 = id.to_owned();
         self.store
             .write(move |tx| jobs::add_sources(tx, &id2, &sources))
-            .map_err(internal)?
-            .map_err(reject)?;
+            .map_err(store_error)?;
         self.get(id)
     }
 
-    pub(super) fn act(&self, id: &str, f: fn(&crate::store::Tx, &str) -> r2d2_sqlite::rusqlite::Result<Result<(), Reject>>) -> Reply {
+    pub(super) fn act(&self, id: &str, f: fn(&crate::store::Tx, &str) -> StoreResult<()>) -> Reply {
         let id2 = id.to_owned();
         match self.store.write(move |tx| f(tx, &id2)) {
-            Err(e) => internal(e),
-            Ok(Err(r)) => reject(r),
-            Ok(Ok(())) => self.get(id).unwrap_or_else(|e| e),
+            Err(e) => store_error(e),
+            Ok(()) => self.get(id).unwrap_or_else(|e| e),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::reply::{internal, Reply};
 use super::Api;
-use crate::store::{counters, jobs};
+use crate::store::{counters, jobs, StoreResult};
 use crate::triggers::schedule;
 
 impl Api {
@@ -14,15 +14,14 @@ impl Api {
         let running = self.engine.running_tasks();
         let (counters, watched, states) = self
             .store
-            .read(|c| {
+            .read(|c| -> StoreResult<_> {
                 Ok((
                     counters::all(c)?,
                     counters::watch_files_detected(c)?,
-                    schedule::states(c, &self.config),
+                    schedule::states(c, &self.config)?,
                 ))
             })
             .map_err(internal)?;
-        let states = states.map_err(internal)?;
         let text = {
             let mut out = String::new();
             out.push_str("# HELP batchd_build_info Build information.\n# TYPE batchd_build_info gauge\n");

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::Api;
-use crate::store::jobs::Reject;
+use crate::store::{Reject, StoreError};
 
 /// A response: status, JSON (or text) body, extra headers.
 pub(super) struct Reply {
@@ -43,7 +43,16 @@ pub(super) fn reject(r: Reject) -> Reply {
     }
 }
 
-pub(super) fn internal(e: anyhow::Error) -> Reply {
+/// A store error as a reply: a refusal as its 404/409/422, anything else a 500.
+pub(super) fn store_error(e: StoreError) -> Reply {
+    match e {
+        StoreError::Refused(r) => reject(r),
+        e => internal(e),
+    }
+}
+
+pub(super) fn internal(e: impl Into<anyhow::Error>) -> Reply {
+    let e = e.into();
     tracing::error!("request failed: {e:#}");
     fail(500, "INTERNAL", format!("{e:#}"))
 }

@@ -7,14 +7,14 @@ use serde_json::json;
 
 use super::reply::{bounded, fail, internal, reply, Reply};
 use super::Api;
+use crate::store::StoreError;
 use crate::triggers::schedule;
 
 impl Api {
     pub(super) fn schedules(&self) -> Result<Reply, Reply> {
         let states = self
             .store
-            .read(|c| Ok(schedule::states(c, &self.config)))
-            .map_err(internal)?
+            .read(|c| schedule::states(c, &self.config).map_err(StoreError::Other))
             .map_err(internal)?;
         Ok(reply(
             200,
@@ -27,8 +27,7 @@ impl Api {
         let limit = bounded(query, "limit", 20, 1, 1000)?;
         let states = self
             .store
-            .read(|c| Ok(schedule::states(c, &self.config)))
-            .map_err(internal)?
+            .read(|c| schedule::states(c, &self.config).map_err(StoreError::Other))
             .map_err(internal)?;
         let Some(state) = states.into_iter().find(|s| s.name == name) else {
             return Ok(fail(
@@ -39,8 +38,7 @@ impl Api {
         };
         let fires = self
             .store
-            .read(|c| Ok(schedule::history(c, name, limit)))
-            .map_err(internal)?
+            .read(|c| schedule::history(c, name, limit).map_err(StoreError::Other))
             .map_err(internal)?;
         let mut body = state.json;
         body["fires_recent"] = json!(fires);

@@ -5,18 +5,24 @@
 
 use std::collections::BTreeMap;
 
-use r2d2_sqlite::rusqlite::{self, Connection};
+use r2d2_sqlite::rusqlite::Connection;
+
+use super::StoreResult;
 
 /// Every counter by name (`jobs:QUEUED`, `rows_processed`, `task_seconds_sum:PACK`, …).
-pub fn all(c: &Connection) -> rusqlite::Result<BTreeMap<String, f64>> {
-    c.prepare_cached("SELECT name, value FROM counters")?
+pub fn all(c: &Connection) -> StoreResult<BTreeMap<String, f64>> {
+    let v = c
+        .prepare_cached("SELECT name, value FROM counters")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect()
+        .collect::<Result<_, _>>();
+    Ok(v?)
 }
 
 /// Files taken from each watched inbox that has taken any.
-pub fn watch_files_detected(c: &Connection) -> rusqlite::Result<BTreeMap<String, i64>> {
-    c.prepare_cached("SELECT watch, COUNT(*) FROM watch_files GROUP BY watch")?
+pub fn watch_files_detected(c: &Connection) -> StoreResult<BTreeMap<String, i64>> {
+    let v = c
+        .prepare_cached("SELECT watch, COUNT(*) FROM watch_files GROUP BY watch")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect()
+        .collect::<Result<_, _>>();
+    Ok(v?)
 }

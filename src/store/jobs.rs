@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::model::{JobStatus, TaskKind};
-use super::Tx;
+pub use super::Reject;
+use super::{StoreError, StoreResult, Tx};
 use crate::clock::now;
 use crate::split::{Compression, OnMissing};
 
@@ -24,15 +25,6 @@ pub struct Settings {
     pub on_missing_file: OnMissing,
     pub manifest: String,
     pub file_column: Option<String>,
-}
-
-/// Why a request on a job could not be carried out.
-#[derive(Debug, PartialEq)]
-pub enum Reject {
-    NotFound,
-    Conflict(String),
-    /// The idempotency key was used before with another body.
-    KeyReused,
 }
 
 pub struct NewJob {
@@ -82,7 +74,7 @@ impl NewJob {
 /// Event kinds listed under a job's "errors".
 pub(super) const ERROR_KINDS: [&str; 4] = ["row.skipped", "task.retry", "job.failed", "hook.failed"];
 
-pub fn event(tx: &Tx, job_id: Option<&str>, kind: &str, data: Value) -> rusqlite::Result<()> {
+pub fn event(tx: &Tx, job_id: Option<&str>, kind: &str, data: Value) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO events (job_id, at, kind, data) VALUES (?1, ?2, ?3, ?4)",
         params![job_id, now(), kind, data.to_string()],
@@ -95,8 +87,8 @@ pub fn event(tx: &Tx, job_id: Option<&str>, kind: &str, data: Value) -> rusqlite
 }
 
 /// Creates a job (or returns the one an idempotency key already made).
-/// `Ok(Ok((id, created)))`: `created` is false for an idempotent replay.
-pub fn create(tx: &Tx, job: &NewJob) -> rusqlite::Result<Result<(String, bool), Reject>> {
+/// `Ok((id, created))`: `created` is false for an idempotent replay.
+pub fn create(tx: &Tx, job: &NewJob) -> StoreResult<(String, bool)> {
     if let Some((key, hash)) = &job.idempotency {
         let existing: Option<(String, String)> = tx
             .query_row("SELECT body_hash, job_id FROM idempotency WHERE key = ?1", [key], |r| {
@@ -104,7 +96,11 @@ pub fn create(tx: &Tx, job: &NewJob) -> rusqlite::Result<Result<(String, bool), 
             })
             .optional()?;
         if let Some((h, id)) = existing {
-            return Ok(if &h == hash { Ok((id, false)) } else { Err(Reject::KeyReused) });
+            return if &h == hash {
+                Ok((id, false))
+            } else {
+                Err(StoreError::Refused(Reject::KeyReused))
+            };
         }
     }
     let t = now();
@@ -145,7 +141,7 @@ pub fn create(tx: &Tx, job: &NewJob) -> rusqlite::Result<Result<(String, bool), 
     // A parent batch has no tasks: the campaign runner expands it into child
     // jobs, and records that as its own event.
     if job.kind == "parent" {
-        return Ok(Ok((job.id.clone(), true)));
+        return Ok((job.id.clone(), true));
     }
     event(
         tx,
@@ -156,11 +152,11 @@ pub fn create(tx: &Tx, job: &NewJob) -> rusqlite::Result<Result<(String, bool), 
     if job.submit {
         queue_tasks(tx, &job.id)?;
     }
-    Ok(Ok((job.id.clone(), true)))
+    Ok((job.id.clone(), true))
 }
 
 /// A campaign's parent batch could not list its collection: the batch fails.
-pub fn parent_failed(tx: &Tx, job_id: &str, error: &Value) -> rusqlite::Result<()> {
+pub fn parent_failed(tx: &Tx, job_id: &str, error: &Value) -> StoreResult<()> {
     let t = now();
     tx.execute(
         "UPDATE jobs SET status = 'FAILED', error = ?2, started = ?3, finished = ?3, modified = ?3 WHERE id = ?1",
@@ -171,7 +167,7 @@ pub fn parent_failed(tx: &Tx, job_id: &str, error: &Value) -> rusqlite::Result<(
 
 /// A campaign's parent batch has queued its children (`queued`) and skipped
 /// those ingested before (`skipped`); `next` is where the next batch starts.
-pub fn parent_expanded(tx: &Tx, job_id: &str, queued: i64, skipped: i64, next: Option<i64>) -> rusqlite::Result<()> {
+pub fn parent_expanded(tx: &Tx, job_id: &str, queued: i64, skipped: i64, next: Option<i64>) -> StoreResult<()> {
     let t = now();
     tx.execute(
         "UPDATE jobs SET status = 'COMPLETED', started = ?2, finished = ?2, modified = ?2, total_rows = ?3, processed_rows = ?3,
@@ -182,7 +178,7 @@ pub fn parent_expanded(tx: &Tx, job_id: &str, queued: i64, skipped: i64, next: O
 }
 
 /// PLAN per source, and a FINISH that waits for everything else.
-fn queue_tasks(tx: &Tx, job_id: &str) -> rusqlite::Result<()> {
+fn queue_tasks(tx: &Tx, job_id: &str) -> StoreResult<()> {
     let t = now();
     tx.execute(
         "INSERT INTO tasks (job_id, kind, source_n, state, created) SELECT job_id, 'PLAN', n, 'READY', ?2 FROM sources WHERE job_id = ?1 ORDER BY n",
@@ -195,17 +191,18 @@ fn queue_tasks(tx: &Tx, job_id: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub(super) fn status_of(tx: &Connection, job_id: &str) -> rusqlite::Result<Option<String>> {
-    tx.query_row("SELECT status FROM jobs WHERE id = ?1", [job_id], |r| r.get(0))
-        .optional()
+pub(super) fn status_of(tx: &Connection, job_id: &str) -> StoreResult<Option<String>> {
+    Ok(tx
+        .query_row("SELECT status FROM jobs WHERE id = ?1", [job_id], |r| r.get(0))
+        .optional()?)
 }
 
-pub fn add_sources(tx: &Tx, job_id: &str, paths: &[String]) -> rusqlite::Result<Result<(), Reject>> {
+pub fn add_sources(tx: &Tx, job_id: &str, paths: &[String]) -> StoreResult<()> {
     match status_of(tx, job_id)?.as_deref() {
-        None => return Ok(Err(Reject::NotFound)),
+        None => return Err(StoreError::Refused(Reject::NotFound)),
         Some("DRAFT") => {}
         Some(s) => {
-            return Ok(Err(Reject::Conflict(format!(
+            return Err(StoreError::Refused(Reject::Conflict(format!(
                 "job is {s}; sources can only be added to a DRAFT job"
             ))))
         }
@@ -221,18 +218,24 @@ pub fn add_sources(tx: &Tx, job_id: &str, paths: &[String]) -> rusqlite::Result<
     }
     tx.execute("UPDATE jobs SET modified = ?2 WHERE id = ?1", params![job_id, now()])?;
     event(tx, Some(job_id), "job.sources_added", json!({"added": paths.len()}))?;
-    Ok(Ok(()))
+    Ok(())
 }
 
-pub fn submit(tx: &Tx, job_id: &str) -> rusqlite::Result<Result<(), Reject>> {
+pub fn submit(tx: &Tx, job_id: &str) -> StoreResult<()> {
     match status_of(tx, job_id)?.as_deref() {
-        None => return Ok(Err(Reject::NotFound)),
+        None => return Err(StoreError::Refused(Reject::NotFound)),
         Some("DRAFT") => {}
-        Some(s) => return Ok(Err(Reject::Conflict(format!("job is {s}; only a DRAFT job can be submitted")))),
+        Some(s) => {
+            return Err(StoreError::Refused(Reject::Conflict(format!(
+                "job is {s}; only a DRAFT job can be submitted"
+            ))))
+        }
     }
     let sources: i64 = tx.query_row("SELECT COUNT(*) FROM sources WHERE job_id = ?1", [job_id], |r| r.get(0))?;
     if sources == 0 {
-        return Ok(Err(Reject::Conflict("job has no sources; add some before submitting".into())));
+        return Err(StoreError::Refused(Reject::Conflict(
+            "job has no sources; add some before submitting".into(),
+        )));
     }
     tx.execute(
         "UPDATE jobs SET status = 'QUEUED', modified = ?2 WHERE id = ?1",
@@ -240,14 +243,14 @@ pub fn submit(tx: &Tx, job_id: &str) -> rusqlite::Result<Result<(), Reject>> {
     )?;
     queue_tasks(tx, job_id)?;
     event(tx, Some(job_id), "job.queued", json!({}))?;
-    Ok(Ok(()))
+    Ok(())
 }
 
-pub fn cancel(tx: &Tx, job_id: &str) -> rusqlite::Result<Result<(), Reject>> {
+pub fn cancel(tx: &Tx, job_id: &str) -> StoreResult<()> {
     match status_of(tx, job_id)?.as_deref() {
-        None => return Ok(Err(Reject::NotFound)),
+        None => return Err(StoreError::Refused(Reject::NotFound)),
         Some("DRAFT" | "QUEUED" | "PROCESSING") => {}
-        Some(s) => return Ok(Err(Reject::Conflict(format!("job is already {s}")))),
+        Some(s) => return Err(StoreError::Refused(Reject::Conflict(format!("job is already {s}")))),
     }
     let t = now();
     tx.execute(
@@ -259,7 +262,7 @@ pub fn cancel(tx: &Tx, job_id: &str) -> rusqlite::Result<Result<(), Reject>> {
         params![job_id, t],
     )?;
     event(tx, Some(job_id), "job.cancelled", json!({}))?;
-    Ok(Ok(()))
+    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -274,7 +277,7 @@ pub struct Task {
 
 /// Claims the next runnable task: highest job priority, then oldest job, then
 /// task order. The attempt is counted now, so a crash mid-task counts too.
-pub fn claim(tx: &Tx) -> rusqlite::Result<Option<Task>> {
+pub fn claim(tx: &Tx) -> StoreResult<Option<Task>> {
     let t = now();
     let task = tx
         .query_row(
@@ -313,13 +316,14 @@ pub fn claim(tx: &Tx) -> rusqlite::Result<Option<Task>> {
 }
 
 /// Seconds until the earliest READY task becomes runnable, if any is waiting.
-pub fn next_ready_in(conn: &Connection) -> rusqlite::Result<Option<f64>> {
+pub fn next_ready_in(conn: &Connection) -> StoreResult<Option<f64>> {
     conn.query_row(
         "SELECT MIN(t.not_before) FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.state = 'READY' AND j.status IN ('QUEUED', 'PROCESSING')",
         [],
         |r| r.get::<_, Option<f64>>(0),
     )
     .map(|v| v.map(|nb| (nb - now()).max(0.0)))
+    .map_err(Into::into)
 }
 
 /// Buckets (upper bounds, seconds) of `batchd_task_duration_seconds`; the
@@ -327,7 +331,7 @@ pub fn next_ready_in(conn: &Connection) -> rusqlite::Result<Option<f64>> {
 pub const TASK_SECONDS_BUCKETS: [f64; 8] = [0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0];
 
 /// Adds `by` to the running total `name` (see the `counters` table).
-pub fn count(tx: &Tx, name: &str, by: f64) -> rusqlite::Result<()> {
+pub fn count(tx: &Tx, name: &str, by: f64) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = value + ?2",
         params![name, by],
@@ -341,7 +345,7 @@ pub fn bucket_name(kind: &str, le: f64) -> String {
 }
 
 /// Marks a task done and releases the job's FINISH when nothing else is left.
-pub fn task_done(tx: &Tx, task_id: i64, job_id: &str) -> rusqlite::Result<()> {
+pub fn task_done(tx: &Tx, task_id: i64, job_id: &str) -> StoreResult<()> {
     let t = now();
     let done = tx.execute(
         "UPDATE tasks SET state = 'DONE', finished = ?2 WHERE id = ?1 AND state = 'RUNNING'",
@@ -375,7 +379,7 @@ pub fn task_done(tx: &Tx, task_id: i64, job_id: &str) -> rusqlite::Result<()> {
 }
 
 /// Puts a task back to READY without judging it (shutdown, or a crash found at start).
-pub fn requeue(tx: &Tx, task_id: i64) -> rusqlite::Result<()> {
+pub fn requeue(tx: &Tx, task_id: i64) -> StoreResult<()> {
     tx.execute(
         "UPDATE tasks SET state = 'READY', started = NULL WHERE id = ?1 AND state = 'RUNNING'",
         [task_id],
@@ -388,7 +392,7 @@ pub fn requeue(tx: &Tx, task_id: i64) -> rusqlite::Result<()> {
 /// PACK or HOOK tasks, and a failed attempt of such a task is still judged worth
 /// a retry. Those tasks are CANCELLED at once rather than left READY for ever
 /// (found by the lifecycle model test).
-fn settle_if_ended(tx: &Tx, job_id: &str) -> rusqlite::Result<()> {
+fn settle_if_ended(tx: &Tx, job_id: &str) -> StoreResult<()> {
     tx.execute(
         "UPDATE tasks SET state = 'CANCELLED', finished = ?2 WHERE job_id = ?1 AND state IN ('READY', 'WAITING')
          AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND status IN ('COMPLETED', 'FAILED', 'CANCELLED'))",
@@ -401,7 +405,7 @@ fn settle_if_ended(tx: &Tx, job_id: &str) -> rusqlite::Result<()> {
 /// job, or a shutdown). Its job's status, read in this transaction, decides: an
 /// ended (or vanished) job's task is CANCELLED; otherwise the task runs again and
 /// the attempt is not held against it.
-pub fn stopped(tx: &Tx, task_id: i64, job_id: &str) -> rusqlite::Result<()> {
+pub fn stopped(tx: &Tx, task_id: i64, job_id: &str) -> StoreResult<()> {
     if status_of(tx, job_id)?.is_none_or(|s| matches!(s.as_str(), "COMPLETED" | "FAILED" | "CANCELLED")) {
         tx.execute(
             "UPDATE tasks SET state = 'CANCELLED', finished = ?2 WHERE id = ?1",
@@ -415,7 +419,7 @@ pub fn stopped(tx: &Tx, task_id: i64, job_id: &str) -> rusqlite::Result<()> {
 }
 
 /// A failed attempt: retried after `retry_in` seconds, or the job fails.
-pub fn task_failed(tx: &Tx, task: &Task, error: &Value, retry_in: Option<f64>) -> rusqlite::Result<bool> {
+pub fn task_failed(tx: &Tx, task: &Task, error: &Value, retry_in: Option<f64>) -> StoreResult<bool> {
     let t = now();
     if let Some(delay) = retry_in {
         tx.execute(
@@ -452,7 +456,7 @@ pub fn task_failed(tx: &Tx, task: &Task, error: &Value, retry_in: Option<f64>) -
 /// Startup recovery: tasks a crash left RUNNING run again (their attempt
 /// counted), unless their job ended meanwhile (cancelled while they ran): those
 /// are CANCELLED, as a stop would have left them.
-pub fn recover(tx: &Tx) -> rusqlite::Result<usize> {
+pub fn recover(tx: &Tx) -> StoreResult<usize> {
     tx.execute(
         "UPDATE tasks SET state = 'CANCELLED', finished = ?1 WHERE state = 'RUNNING'
          AND job_id IN (SELECT id FROM jobs WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED'))",
@@ -478,14 +482,7 @@ pub struct PartRow {
 }
 
 /// The outcome of PLAN for one source: its parts and the PACK tasks that make them.
-pub fn planned(
-    tx: &Tx,
-    task: &Task,
-    parts: &[PartRow],
-    one_task_per_part: bool,
-    rows: i64,
-    skipped: &[(u64, String)],
-) -> rusqlite::Result<()> {
+pub fn planned(tx: &Tx, task: &Task, parts: &[PartRow], one_task_per_part: bool, rows: i64, skipped: &[(u64, String)]) -> StoreResult<()> {
     let t = now();
     let source_n = task.source_n.expect("PLAN has a source");
     // A PLAN run again (after a crash) replaces the PACK tasks it queued before.
@@ -554,7 +551,7 @@ pub fn planned(
 
 /// Records a published part; with `hook`, queues its HOOK task in the same
 /// transaction, so a part is never done without its hook being owed.
-pub fn part_done(tx: &Tx, job_id: &str, source_n: i64, n: i64, bytes: u64, sha256: &str, hook: bool) -> rusqlite::Result<()> {
+pub fn part_done(tx: &Tx, job_id: &str, source_n: i64, n: i64, bytes: u64, sha256: &str, hook: bool) -> StoreResult<()> {
     let t = now();
     let changed = tx.execute(
         "UPDATE parts SET state = 'DONE', bytes = ?4, sha256 = ?5, finished = ?6 WHERE job_id = ?1 AND source_n = ?2 AND n = ?3 AND state != 'DONE'",
@@ -590,7 +587,7 @@ pub fn part_done(tx: &Tx, job_id: &str, source_n: i64, n: i64, bytes: u64, sha25
     Ok(())
 }
 
-pub fn finish(tx: &Tx, task: &Task) -> rusqlite::Result<()> {
+pub fn finish(tx: &Tx, task: &Task) -> StoreResult<()> {
     let t = now();
     let changed = tx.execute(
         "UPDATE jobs SET status = 'COMPLETED', finished = ?2, modified = ?2 WHERE id = ?1 AND status = 'PROCESSING'",
@@ -612,7 +609,7 @@ pub struct JobRow {
     pub sources: Vec<String>,
 }
 
-pub fn job_for_task(conn: &Connection, job_id: &str) -> rusqlite::Result<Option<JobRow>> {
+pub fn job_for_task(conn: &Connection, job_id: &str) -> StoreResult<Option<JobRow>> {
     let row = conn
         .query_row("SELECT id, status, settings, out_dir FROM jobs WHERE id = ?1", [job_id], |r| {
             Ok((
@@ -626,7 +623,7 @@ pub fn job_for_task(conn: &Connection, job_id: &str) -> rusqlite::Result<Option<
     let Some((id, status, settings, out_dir)) = row else {
         return Ok(None);
     };
-    let settings = serde_json::from_str(&settings).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let settings = serde_json::from_str(&settings)?;
     Ok(Some(JobRow {
         sources: sources(conn, &id)?,
         id,
@@ -636,23 +633,23 @@ pub fn job_for_task(conn: &Connection, job_id: &str) -> rusqlite::Result<Option<
     }))
 }
 
-fn sources(conn: &Connection, job_id: &str) -> rusqlite::Result<Vec<String>> {
+fn sources(conn: &Connection, job_id: &str) -> StoreResult<Vec<String>> {
     let mut st = conn.prepare_cached("SELECT path FROM sources WHERE job_id = ?1 ORDER BY n")?;
     let v = st.query_map([job_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>();
-    v
+    Ok(v?)
 }
 
 /// Paths of every part planned for a job, done or not.
-pub fn part_paths(conn: &Connection, job_id: &str) -> rusqlite::Result<Vec<String>> {
+pub fn part_paths(conn: &Connection, job_id: &str) -> StoreResult<Vec<String>> {
     let mut st = conn.prepare_cached("SELECT path FROM parts WHERE job_id = ?1")?;
-    let v = st.query_map([job_id], |r| r.get(0))?.collect();
-    v
+    let v = st.query_map([job_id], |r| r.get(0))?.collect::<Result<_, _>>();
+    Ok(v?)
 }
 
-pub fn pending_parts(conn: &Connection, job_id: &str, source_n: i64) -> rusqlite::Result<Vec<i64>> {
+pub fn pending_parts(conn: &Connection, job_id: &str, source_n: i64) -> StoreResult<Vec<i64>> {
     let mut st = conn.prepare_cached("SELECT n FROM parts WHERE job_id = ?1 AND source_n = ?2 AND state != 'DONE' ORDER BY n")?;
-    let v = st.query_map(params![job_id, source_n], |r| r.get(0))?.collect();
-    v
+    let v = st.query_map(params![job_id, source_n], |r| r.get(0))?.collect::<Result<_, _>>();
+    Ok(v?)
 }
 
 pub struct DonePart {
@@ -664,7 +661,7 @@ pub struct DonePart {
 }
 
 /// Parts recorded DONE, for the startup check that their files are still there.
-pub fn done_parts(conn: &Connection) -> rusqlite::Result<Vec<DonePart>> {
+pub fn done_parts(conn: &Connection) -> StoreResult<Vec<DonePart>> {
     let mut st = conn.prepare(
         "SELECT p.job_id, p.source_n, p.n, p.path, p.bytes FROM parts p JOIN jobs j ON j.id = p.job_id
          WHERE p.state = 'DONE' AND j.status IN ('QUEUED', 'PROCESSING')",
@@ -679,12 +676,12 @@ pub fn done_parts(conn: &Connection) -> rusqlite::Result<Vec<DonePart>> {
                 bytes: r.get(4)?,
             })
         })?
-        .collect();
-    v
+        .collect::<Result<_, _>>();
+    Ok(v?)
 }
 
 /// A DONE part whose file went missing is made again.
-pub fn reopen_part(tx: &Tx, job_id: &str, source_n: i64, n: i64) -> rusqlite::Result<()> {
+pub fn reopen_part(tx: &Tx, job_id: &str, source_n: i64, n: i64) -> StoreResult<()> {
     tx.execute(
         "UPDATE parts SET state = 'PENDING', bytes = NULL, sha256 = NULL, finished = NULL WHERE job_id = ?1 AND source_n = ?2 AND n = ?3",
         params![job_id, source_n, n],

@@ -35,6 +35,53 @@ const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 
 pub type Tx<'a> = rusqlite::Transaction<'a>;
+
+/// A request the store refuses, with what the user is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reject {
+    NotFound,
+    Conflict(String),
+    /// The idempotency key was used before with another body.
+    KeyReused,
+}
+
+impl std::fmt::Display for Reject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reject::NotFound => f.write_str("not found"),
+            Reject::Conflict(m) => f.write_str(m),
+            Reject::KeyReused => f.write_str("this Idempotency-Key was used with a different request body"),
+        }
+    }
+}
+
+/// Why a store function did not succeed: the database failed, the request was
+/// refused (a [`Reject`], kept whole so the API can answer 404 or 409), or
+/// something else went wrong (a stored value that does not parse). A refused
+/// write is rolled back like a failed one.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Refused(Reject),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<Reject> for StoreError {
+    fn from(r: Reject) -> Self {
+        StoreError::Refused(r)
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Other(anyhow::Error::new(e).context("a stored JSON value does not parse"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
 /// Called after the batch's COMMIT with its outcome.
 type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// A queued write: runs inside the batch transaction, says whether it succeeded,
@@ -172,7 +219,7 @@ impl Store {
     }
 
     /// Runs `f` in the writer's transaction and returns its result once committed.
-    pub fn write<R: Send + 'static>(&self, f: impl FnOnce(&Tx) -> rusqlite::Result<R> + Send + 'static) -> anyhow::Result<R> {
+    pub fn write<R: Send + 'static>(&self, f: impl FnOnce(&Tx) -> StoreResult<R> + Send + 'static) -> StoreResult<R> {
         let v = self.write_quiet(f)?;
         self.bell.ring();
         Ok(v)
@@ -181,8 +228,8 @@ impl Store {
     /// Like [`Store::write`] without ringing the bell: for writes that may change
     /// nothing (a claim that finds no task), so waiters are not woken for nothing.
     /// The caller rings when something did change.
-    pub fn write_quiet<R: Send + 'static>(&self, f: impl FnOnce(&Tx) -> rusqlite::Result<R> + Send + 'static) -> anyhow::Result<R> {
-        let (reply_tx, reply_rx) = mpsc::sync_channel::<Result<rusqlite::Result<R>, String>>(1);
+    pub fn write_quiet<R: Send + 'static>(&self, f: impl FnOnce(&Tx) -> StoreResult<R> + Send + 'static) -> StoreResult<R> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel::<Result<StoreResult<R>, String>>(1);
         let job: WriteFn = Box::new(move |tx| {
             let r = f(tx);
             let ok = r.is_ok();
@@ -197,13 +244,12 @@ impl Store {
             .recv()
             .map_err(|_| anyhow::anyhow!("the database writer stopped before committing"))?;
         r.map_err(|e| anyhow::anyhow!("database commit failed: {e}"))?
-            .context("database write")
     }
 
     /// Runs `f` on a pooled read-only connection.
-    pub fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> anyhow::Result<R> {
+    pub fn read<R>(&self, f: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
         let conn = self.pool.get().context("taking a read connection")?;
-        Ok(f(&conn)?)
+        f(&conn)
     }
 }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::jobs;
-use super::Store;
+use super::{Store, StoreResult};
 use crate::signals::Stop;
 
 /// Jobs removed per transaction.
@@ -41,20 +41,20 @@ pub fn prune(store: &Store, cutoff: f64, delete_parts: bool, dry_run: bool) -> a
          AND kind = 'ingest' AND campaign_id IS NULL
          AND id NOT IN (SELECT job_id FROM watch_files WHERE state = 'QUEUED' AND job_id IS NOT NULL)";
     if dry_run {
-        out.jobs = store.read(|c| c.query_row(&format!("SELECT COUNT(*) {CANDIDATES}"), [cutoff], |r| r.get::<_, i64>(0)))? as u64;
+        out.jobs = store.read(|c| Ok(c.query_row(&format!("SELECT COUNT(*) {CANDIDATES}"), [cutoff], |r| r.get::<_, i64>(0))?))? as u64;
         return Ok(out);
     }
     loop {
         let ids: Vec<String> = store.read(|c| {
             let mut st = c.prepare_cached(&format!("SELECT id {CANDIDATES} ORDER BY finished LIMIT ?2"))?;
-            let v = st.query_map(params![cutoff, BATCH], |r| r.get(0))?.collect();
-            v
+            let v = st.query_map(params![cutoff, BATCH], |r| r.get(0))?.collect::<Result<_, _>>();
+            Ok(v?)
         })?;
         if ids.is_empty() {
             break;
         }
         let paths: Vec<String> = if delete_parts {
-            store.read(|c| {
+            store.read(|c| -> StoreResult<_> {
                 let mut v = Vec::new();
                 for id in &ids {
                     v.extend(jobs::part_paths(c, id)?);

@@ -9,6 +9,7 @@ use r2d2_sqlite::rusqlite::{self, params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
 
 use super::jobs::{status_of, ERROR_KINDS};
+use super::StoreResult;
 use crate::clock::{now, rfc3339};
 use crate::text::human_duration;
 
@@ -24,7 +25,7 @@ const HOOK_STAGES: [&str; 4] = ["PLAN", "PACK", "HOOK", "FINISH"];
 
 /// The full status of a job as the API returns it: one query for the job and its
 /// aggregates, one for task counts, and one for errors only when it has any.
-pub fn view(conn: &Connection, job_id: &str, stall_seconds: u64) -> rusqlite::Result<Option<Value>> {
+pub fn view(conn: &Connection, job_id: &str, stall_seconds: u64) -> StoreResult<Option<Value>> {
     let t = now();
     let row = conn
         .prepare_cached(
@@ -231,7 +232,7 @@ pub struct Filter<'a> {
 }
 
 /// Jobs, newest first, after the cursor `after` (a seq), with their sources.
-pub fn list(conn: &Connection, f: &Filter, limit: i64, after: Option<i64>, stall: u64) -> rusqlite::Result<(Vec<Value>, Option<i64>)> {
+pub fn list(conn: &Connection, f: &Filter, limit: i64, after: Option<i64>, stall: u64) -> StoreResult<(Vec<Value>, Option<i64>)> {
     // Only the filters given, so SQLite can walk jobs_status (status, seq) or
     // jobs_campaign instead of scanning every job: with a large backlog of
     // QUEUED jobs, "the latest 50 COMPLETED" must not read them all.
@@ -272,7 +273,7 @@ pub fn list(conn: &Connection, f: &Filter, limit: i64, after: Option<i64>, stall
     Ok((jobs, if more { last } else { None }))
 }
 
-pub fn parts(conn: &Connection, job_id: &str) -> rusqlite::Result<Vec<Value>> {
+pub fn parts(conn: &Connection, job_id: &str) -> StoreResult<Vec<Value>> {
     let mut st = conn.prepare_cached(
         "SELECT source_n, n, path, rows, first_line, last_line, files, bytes, sha256, state, finished FROM parts WHERE job_id = ?1 ORDER BY source_n, n",
     )?;
@@ -284,11 +285,11 @@ pub fn parts(conn: &Connection, job_id: &str) -> rusqlite::Result<Vec<Value>> {
                 "sha256": r.get::<_, Option<String>>(8)?, "state": r.get::<_, String>(9)?, "finished": ts(r.get::<_, Option<f64>>(10)?),
             }))
         })?
-        .collect();
-    v
+        .collect::<Result<_, _>>();
+    Ok(v?)
 }
 
-pub fn events(conn: &Connection, after: i64, limit: i64) -> rusqlite::Result<Vec<Value>> {
+pub fn events(conn: &Connection, after: i64, limit: i64) -> StoreResult<Vec<Value>> {
     let mut st = conn.prepare_cached("SELECT id, job_id, at, kind, data FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
     let v = st
         .query_map(params![after, limit], |r| {
@@ -297,10 +298,10 @@ pub fn events(conn: &Connection, after: i64, limit: i64) -> rusqlite::Result<Vec
                 "kind": r.get::<_, String>(3)?, "data": serde_json::from_str::<Value>(&r.get::<_, String>(4)?).unwrap_or(Value::Null),
             }))
         })?
-        .collect();
-    v
+        .collect::<Result<_, _>>();
+    Ok(v?)
 }
 
-pub fn exists(conn: &Connection, job_id: &str) -> rusqlite::Result<bool> {
+pub fn exists(conn: &Connection, job_id: &str) -> StoreResult<bool> {
     Ok(status_of(conn, job_id)?.is_some())
 }

@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use super::cron::Rule;
 use crate::config::{Config, Misfire, Schedule};
 use crate::store::jobs::{self, NewJob};
-use crate::store::Store;
+use crate::store::{Store, StoreResult};
 
 /// A fire seen within this long after its time is on time; later, it was missed.
 pub const ON_TIME: Duration = Duration::from_secs(60);
@@ -176,7 +176,7 @@ impl Scheduler {
                     "INSERT INTO schedules (name, cursor, created) VALUES (?1, ?2, ?2) ON CONFLICT (name) DO NOTHING",
                     params![name, now],
                 )?;
-                tx.query_row("SELECT cursor FROM schedules WHERE name = ?1", [&name], |r| r.get(0))
+                Ok(tx.query_row("SELECT cursor FROM schedules WHERE name = ?1", [&name], |r| r.get(0))?)
             })?;
             cursors.insert(s.name.clone(), to_utc(cursor));
             rules.push((s.clone(), rule));
@@ -261,7 +261,7 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
     let settings = config.defaults.settings(s.batch_size, s.file_column.as_ref());
     let name = s.name.clone();
     let (data_dir, output_dir) = (config.data_dir.clone(), s.output_dir.clone());
-    store.write(move |tx| {
+    Ok(store.write(move |tx| -> StoreResult<_> {
         let taken = tx.execute(
             "INSERT INTO schedule_fires (schedule, scheduled_at, manual, fired_at, result, late) VALUES (?1, ?2, ?3, ?4, 'EMPTY', ?5)
              ON CONFLICT (schedule, scheduled_at, manual) DO NOTHING",
@@ -318,7 +318,7 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
             settings,
             "schedule",
         );
-        jobs::create(tx, &job)?.map_err(|_| r2d2_sqlite::rusqlite::Error::InvalidQuery)?;
+        jobs::create(tx, &job)?;
         for c in &new {
             tx.execute(
                 "INSERT OR REPLACE INTO schedule_files (schedule, path, size, mtime_ns, inode, job_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -338,7 +338,7 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
         fired.result = "QUEUED".into();
         fired.job_id = Some(job.id);
         Ok(fired)
-    })
+    })?)
 }
 
 /// A fire row as the API shows it.

@@ -37,7 +37,7 @@ use serde_json::json;
 
 use crate::config::{Config, Duplicates, OnSuccess, Watch};
 use crate::store::jobs::{self, NewJob};
-use crate::store::Store;
+use crate::store::{Store, StoreResult};
 
 const SCAN_EVERY: Duration = Duration::from_millis(500);
 
@@ -261,7 +261,7 @@ impl Watcher {
             "watch",
         );
         let (watch, skip, sha2) = (w.name.clone(), w.duplicates == Duplicates::Skip, sha.clone());
-        let outcome = self.store.write(move |tx| {
+        let outcome = self.store.write(move |tx| -> StoreResult<_> {
             // Checked in the transaction that records this file's hash, so two
             // copies claimed back to back cannot both pass.
             // A job pruned by retention leaves its row with job_id NULL and its outcome.
@@ -291,7 +291,7 @@ impl Watcher {
                     name: name.clone(),
                 });
             }
-            jobs::create(tx, &job)?.map_err(|_| r2d2_sqlite::rusqlite::Error::InvalidQuery)?;
+            jobs::create(tx, &job)?;
             tx.execute(
                 "UPDATE watch_files SET state = 'QUEUED', job_id = ?2, sha256 = ?3 WHERE id = ?1",
                 params![row, job.id, sha2],
@@ -323,8 +323,10 @@ impl Watcher {
     fn recover(&self) -> anyhow::Result<()> {
         let rows: Vec<(i64, String, String, String)> = self.store.read(|c| {
             let mut st = c.prepare("SELECT id, watch, name, processing_path FROM watch_files WHERE state = 'CLAIMING'")?;
-            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect();
-            v
+            let v = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<Result<_, _>>();
+            Ok(v?)
         })?;
         for (row, watch, name, processing) in rows {
             let processing = PathBuf::from(processing);
@@ -342,14 +344,14 @@ impl Watcher {
             } else {
                 // Not moved yet: the file is still in the inbox and is detected again.
                 self.store
-                    .write(move |tx| tx.execute("DELETE FROM watch_files WHERE id = ?1", [row]).map(|_| ()))?;
+                    .write(move |tx| Ok(tx.execute("DELETE FROM watch_files WHERE id = ?1", [row]).map(|_| ())?))?;
             }
         }
         // A duplicate recorded but not yet moved out of processing/.
         let dups: Vec<(String, String)> = self.store.read(|c| {
             let mut st = c.prepare("SELECT watch, processing_path FROM watch_files WHERE outcome = 'DUPLICATE'")?;
-            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect();
-            v
+            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>();
+            Ok(v?)
         })?;
         for (watch, processing) in dups {
             let processing = PathBuf::from(processing);
@@ -371,8 +373,8 @@ impl Watcher {
             )?;
             let v = st
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
-                .collect();
-            v
+                .collect::<Result<_, _>>();
+            Ok(v?)
         })?;
         for (row, watch, name, processing, status, error) in ended {
             let Some(w) = self.watches.iter().find(|w| w.name == watch) else {
@@ -408,8 +410,8 @@ impl Watcher {
                 tx.execute(
                     "UPDATE watch_files SET state = 'DONE', finished = ?2, outcome = ?3 WHERE id = ?1",
                     params![row, crate::clock::now(), status],
-                )
-                .map(|_| ())
+                )?;
+                Ok(())
             })?;
         }
         Ok(())

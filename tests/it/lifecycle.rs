@@ -21,10 +21,9 @@ use batchd::config::Config;
 use batchd::engine::{retry_in, Failure};
 use batchd::split::{Compression, OnMissing};
 use batchd::store::jobs::{self, NewJob, PartRow, Reject, Settings, Task};
-use batchd::store::{Store, Tx};
+use batchd::store::{Store, StoreError, StoreResult, Tx};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
-use r2d2_sqlite::rusqlite;
 use serde_json::json;
 
 const ROWS_PER_PART: i64 = 10;
@@ -337,10 +336,24 @@ impl Driver {
         })
     }
 
-    /// A write the store refuses (a constraint, a full disk) fails the case with
-    /// its reason rather than panicking, so the shrunk sequence and the reason
-    /// are what the failure prints.
-    fn write<R: Send + 'static>(&self, f: impl FnOnce(&Tx) -> rusqlite::Result<R> + Send + 'static) -> Result<R, TestCaseError> {
+    /// A write that fails (a constraint, a full disk) fails the case with its
+    /// reason rather than panicking, so the shrunk sequence and the reason are
+    /// what the failure prints. A refusal is the write's answer, for the model
+    /// to check: `Ok(Err(reject))`.
+    fn try_write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Tx) -> StoreResult<R> + Send + 'static,
+    ) -> Result<Result<R, Reject>, TestCaseError> {
+        let store = self.store.as_ref().expect("the driver always holds a store between steps");
+        match store.write(f) {
+            Ok(v) => Ok(Ok(v)),
+            Err(StoreError::Refused(r)) => Ok(Err(r)),
+            Err(e) => Err(infra("a store write", e)),
+        }
+    }
+
+    /// A write that must not be refused.
+    fn write<R: Send + 'static>(&self, f: impl FnOnce(&Tx) -> StoreResult<R> + Send + 'static) -> Result<R, TestCaseError> {
         let store = self.store.as_ref().expect("the driver always holds a store between steps");
         store.write(f).map_err(|e| infra("a store write", e))
     }
@@ -374,7 +387,7 @@ impl Driver {
                     idempotency: None,
                     campaign: None,
                 };
-                let got = self.write(move |tx| jobs::create(tx, &job))?;
+                let got = self.try_write(move |tx| jobs::create(tx, &job))?;
                 prop_assert_eq!(got, Ok((id.clone(), true)));
                 self.model.jobs.push(MJob {
                     id: id.clone(),
@@ -394,7 +407,7 @@ impl Driver {
                 let Some(j) = self.pick(i) else { return Ok(()) };
                 let id = j.id.clone();
                 let draft = j.status == "DRAFT";
-                let got = self.write({
+                let got = self.try_write({
                     let id = id.clone();
                     move |tx| jobs::submit(tx, &id)
                 })?;
@@ -410,7 +423,7 @@ impl Driver {
                 let Some(j) = self.pick(i) else { return Ok(()) };
                 let id = j.id.clone();
                 let open = !ended(j.status);
-                let got = self.write({
+                let got = self.try_write({
                     let id = id.clone();
                     move |tx| jobs::cancel(tx, &id)
                 })?;

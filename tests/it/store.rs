@@ -158,7 +158,9 @@ fn reopen_alone() {
     let before = threads();
     for _ in 0..1000 {
         let store = Store::open(&path, 2).unwrap();
-        let n: i64 = store.read(|c| c.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0))).unwrap();
+        let n: i64 = store
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0))?))
+            .unwrap();
         assert_eq!(n, 0);
         drop(store);
     }
