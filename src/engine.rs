@@ -23,8 +23,8 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::split::{self, PartHook, Plan, Progress, Source, SplitOptions};
 use crate::store::jobs::{self, PartRow, Task};
-use crate::store::model::{JobStatus, TaskKind};
-use crate::store::views;
+use crate::store::model::{JobStatus, PartState, TaskKind};
+use crate::store::views::{self, PartView};
 use crate::store::{Store, StoreError, StoreResult};
 
 struct Running {
@@ -523,10 +523,11 @@ impl Engine {
                 .store
                 .read(|c| views::parts(c, &task.job_id))?
                 .into_iter()
-                .find(|p| p["source"] == source_n && p["n"] == n)
+                .find(|p| p.source == source_n && p.n == n)
                 .ok_or_else(|| anyhow::anyhow!("part {n} of job {} is not recorded", task.job_id))?;
             let job = self.job(&task.job_id)?;
-            let s = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            // As the API writes a part that is not there yet: `null`.
+            let or_null = |v: Option<String>| v.unwrap_or_else(|| "null".to_owned());
             let env = vec![
                 ("BATCHD_JOB_STATUS".to_owned(), job.status.to_string()),
                 ("BATCHD_OUT_DIR".to_owned(), job.out_dir.clone()),
@@ -534,11 +535,11 @@ impl Engine {
                     "BATCHD_SOURCE".to_owned(),
                     job.sources.get(source_n as usize - 1).cloned().unwrap_or_default(),
                 ),
-                ("BATCHD_PART_PATH".to_owned(), s(&part["path"])),
+                ("BATCHD_PART_PATH".to_owned(), part.path.clone()),
                 ("BATCHD_PART_NUMBER".to_owned(), n.to_string()),
-                ("BATCHD_PART_ROWS".to_owned(), s(&part["rows"])),
-                ("BATCHD_PART_BYTES".to_owned(), s(&part["bytes"])),
-                ("BATCHD_PART_SHA256".to_owned(), s(&part["sha256"])),
+                ("BATCHD_PART_ROWS".to_owned(), part.rows.to_string()),
+                ("BATCHD_PART_BYTES".to_owned(), or_null(part.bytes.map(|b| b.to_string()))),
+                ("BATCHD_PART_SHA256".to_owned(), or_null(part.sha256.clone())),
             ];
             let input = json!({"hook": "on_part", "job_id": task.job_id, "job_status": job.status, "attempt": task.attempts,
                                "out_dir": job.out_dir, "source": job.sources.get(source_n as usize - 1), "part": part});
@@ -561,7 +562,7 @@ impl Engine {
             .store
             .read(|c| -> StoreResult<_> { Ok((views::view(c, &task.job_id, stall)?, views::parts(c, &task.job_id)?)) })?;
         let view = view.unwrap_or(Value::Null);
-        let done: Vec<&Value> = parts.iter().filter(|p| p["state"] == "DONE").collect();
+        let done: Vec<&PartView> = parts.iter().filter(|p| p.state == PartState::Done).collect();
         let env = vec![
             ("BATCHD_JOB_STATUS".to_owned(), status.to_owned()),
             ("BATCHD_OUT_DIR".to_owned(), view["out_dir"].as_str().unwrap_or_default().to_owned()),

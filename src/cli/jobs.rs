@@ -4,12 +4,13 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::{json, Value};
 
 use super::client::Client;
 use super::serve::DaemonArgs;
+use crate::store::views::PartView;
 
 #[derive(Debug, Args)]
 pub struct JobArgs {
@@ -46,15 +47,10 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     print_job(&job);
-    let parts = client.ok("GET", &format!("/v1/jobs/{id}/parts"), None)?;
-    for p in parts["parts"].as_array().into_iter().flatten() {
-        println!(
-            "  part {:>4}  {:>7} rows  {:<7}  {}",
-            p["n"].as_i64().unwrap_or(0),
-            p["rows"].as_i64().unwrap_or(0),
-            p["state"].as_str().unwrap_or(""),
-            p["path"].as_str().unwrap_or("")
-        );
+    let mut parts = client.ok("GET", &format!("/v1/jobs/{id}/parts"), None)?;
+    let parts: Vec<PartView> = serde_json::from_value(parts["parts"].take()).context("reading the daemon's list of parts")?;
+    for p in parts {
+        println!("  part {:>4}  {:>7} rows  {:<7}  {}", p.n, p.rows, p.state.as_str(), p.path);
     }
     Ok(())
 }

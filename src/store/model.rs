@@ -92,6 +92,14 @@ words! {
     }
 }
 
+words! {
+    /// Where a planned part stands.
+    PartState {
+        Pending = "PENDING",
+        Done = "DONE",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

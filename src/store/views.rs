@@ -6,9 +6,11 @@
 use std::collections::BTreeMap;
 
 use r2d2_sqlite::rusqlite::{self, params, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::jobs::{status_of, ERROR_KINDS};
+use super::model::PartState;
 use super::StoreResult;
 use crate::clock::{now, rfc3339};
 use crate::text::human_duration;
@@ -273,17 +275,43 @@ pub fn list(conn: &Connection, f: &Filter, limit: i64, after: Option<i64>, stall
     Ok((jobs, if more { last } else { None }))
 }
 
-pub fn parts(conn: &Connection, job_id: &str) -> StoreResult<Vec<Value>> {
+/// One part as the API shows it, the CLI prints it and a hook receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartView {
+    /// The job's source it comes from (1-based).
+    pub source: i64,
+    pub n: i64,
+    pub path: String,
+    pub rows: i64,
+    /// The first and last manifest line of its rows.
+    pub lines: [i64; 2],
+    pub files: i64,
+    /// Set once the part is written.
+    pub bytes: Option<i64>,
+    pub sha256: Option<String>,
+    pub state: PartState,
+    /// RFC 3339, once written.
+    pub finished: Option<String>,
+}
+
+pub fn parts(conn: &Connection, job_id: &str) -> StoreResult<Vec<PartView>> {
     let mut st = conn.prepare_cached(
         "SELECT source_n, n, path, rows, first_line, last_line, files, bytes, sha256, state, finished FROM parts WHERE job_id = ?1 ORDER BY source_n, n",
     )?;
     let v = st
         .query_map([job_id], |r| {
-            Ok(json!({
-                "source": r.get::<_, i64>(0)?, "n": r.get::<_, i64>(1)?, "path": r.get::<_, String>(2)?, "rows": r.get::<_, i64>(3)?,
-                "lines": [r.get::<_, i64>(4)?, r.get::<_, i64>(5)?], "files": r.get::<_, i64>(6)?, "bytes": r.get::<_, Option<i64>>(7)?,
-                "sha256": r.get::<_, Option<String>>(8)?, "state": r.get::<_, String>(9)?, "finished": ts(r.get::<_, Option<f64>>(10)?),
-            }))
+            Ok(PartView {
+                source: r.get(0)?,
+                n: r.get(1)?,
+                path: r.get(2)?,
+                rows: r.get(3)?,
+                lines: [r.get(4)?, r.get(5)?],
+                files: r.get(6)?,
+                bytes: r.get(7)?,
+                sha256: r.get(8)?,
+                state: r.get(9)?,
+                finished: r.get::<_, Option<f64>>(10)?.map(rfc3339),
+            })
         })?
         .collect::<Result<_, _>>();
     Ok(v?)
