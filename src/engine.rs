@@ -22,8 +22,9 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::error::Error;
 use crate::split::{self, PartHook, Plan, Progress, Source, SplitOptions};
-use crate::store::jobs::{self, PartRow, Task};
+use crate::store::jobs::{self, Task};
 use crate::store::model::{JobStatus, PartState, TaskKind};
+use crate::store::parts::{self, PartRow};
 use crate::store::views::{self, PartView};
 use crate::store::{Store, StoreError, StoreResult};
 
@@ -336,7 +337,7 @@ impl Engine {
         });
         if let Ok((status, code)) = state {
             if status == "FAILED" && code.as_deref() != Some("HOOK_FAILED") {
-                match self.store.read(|c| jobs::part_paths(c, job_id)) {
+                match self.store.read(|c| parts::part_paths(c, job_id)) {
                     Ok(paths) => remove_parts(&paths),
                     Err(e) => tracing::error!("listing the parts of failed job {job_id}: {e:#}"),
                 }
@@ -453,7 +454,7 @@ impl Engine {
         let rows = plan.rows as i64;
         let t = task.clone();
         self.store
-            .write(move |tx| jobs::planned(tx, &t, &parts, per_part, rows, &skipped))?;
+            .write(move |tx| parts::planned(tx, &t, &parts, per_part, rows, &skipped))?;
         Ok(())
     }
 
@@ -469,7 +470,7 @@ impl Engine {
         let hook = !self.config.hooks.on_part.is_empty();
         PartHook(Some(Arc::new(move |n, w| {
             let (job_id, sha, bytes) = (job_id.clone(), w.sha256.clone(), w.bytes);
-            if let Err(e) = store.write(move |tx| jobs::part_done(tx, &job_id, source_n, n as i64, bytes, &sha, hook)) {
+            if let Err(e) = store.write(move |tx| parts::part_done(tx, &job_id, source_n, n as i64, bytes, &sha, hook)) {
                 tracing::error!("recording part {n}: {e:#}");
             }
             crate::failpoint::hit("part.recorded");
@@ -588,7 +589,7 @@ impl Engine {
             Some(n) => vec![n as usize],
             None => self
                 .store
-                .read(|c| jobs::pending_parts(c, &job.id, source_n))?
+                .read(|c| parts::pending_parts(c, &job.id, source_n))?
                 .into_iter()
                 .map(|n| n as usize)
                 .collect(),
@@ -620,11 +621,11 @@ fn recover(store: &Store) -> anyhow::Result<()> {
     if requeued > 0 {
         tracing::info!("recovery: {requeued} task(s) left running by a crash will run again");
     }
-    for p in store.read(jobs::done_parts)? {
+    for p in store.read(parts::done_parts)? {
         let ok = std::fs::metadata(PathBuf::from(&p.path)).is_ok_and(|m| m.len() as i64 == p.bytes);
         if !ok {
             tracing::warn!("recovery: part {} is missing or changed; it will be made again", p.path);
-            store.write(move |tx| jobs::reopen_part(tx, &p.job_id, p.source_n, p.n))?;
+            store.write(move |tx| parts::reopen_part(tx, &p.job_id, p.source_n, p.n))?;
         }
     }
     Ok(())

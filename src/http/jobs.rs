@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tiny_http::Request;
 
-use super::campaigns::ChildSettings;
 use super::reply::{bounded, fail, internal, param, reject, reply, store_error, Reply};
 use super::{Api, VIEW_TTL};
 use crate::store::jobs::{self, NewJob, Reject};
@@ -31,7 +30,7 @@ pub(super) struct CreateBody {
     pub(super) campaign_id: Option<String>,
     pub(super) campaign_total_children: Option<i64>,
     pub(super) pattern: Option<String>,
-    pub(super) settings: Option<ChildSettings>,
+    pub(super) settings: Option<crate::config::SettingsOverride>,
     #[serde(default = "yes")]
     pub(super) submit: bool,
     #[serde(default)]

@@ -10,6 +10,7 @@
 pub mod counters;
 pub mod jobs;
 pub mod model;
+pub mod parts;
 pub mod retention;
 pub mod views;
 

@@ -13,7 +13,7 @@ use r2d2_sqlite::rusqlite::params;
 use serde::Serialize;
 use serde_json::json;
 
-use super::jobs;
+use super::{jobs, parts};
 use super::{Store, StoreResult};
 use crate::signals::Stop;
 
@@ -57,7 +57,7 @@ pub fn prune(store: &Store, cutoff: f64, delete_parts: bool, dry_run: bool) -> a
             store.read(|c| -> StoreResult<_> {
                 let mut v = Vec::new();
                 for id in &ids {
-                    v.extend(jobs::part_paths(c, id)?);
+                    v.extend(parts::part_paths(c, id)?);
                 }
                 Ok(v)
             })?

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use batchd::config::Config;
 use batchd::engine::{retry_in, Failure};
 use batchd::split::{Compression, OnMissing};
-use batchd::store::jobs::{self, NewJob, PartRow, Reject, Settings, Task};
+use batchd::store::jobs::{self, NewJob, Reject, Settings, Task};
+use batchd::store::parts::{self, PartRow};
 use batchd::store::{Store, StoreError, StoreResult, Tx};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
@@ -496,14 +497,14 @@ impl Driver {
                         comment: String::new(),
                     })
                     .collect();
-                self.write(move |tx| jobs::planned(tx, &t, &rows, true, parts * ROWS_PER_PART, &[]))?;
+                self.write(move |tx| parts::planned(tx, &t, &rows, true, parts * ROWS_PER_PART, &[]))?;
                 self.model.planned(&task);
             }
             "PACK" => {
                 let hook = self.model.job(&task.job_id).hook;
                 let record_only = matches!(outcome, Outcome::PartRecorded);
                 self.write(move |tx| {
-                    jobs::part_done(tx, &t.job_id, t.source_n.unwrap(), t.part_n.unwrap(), 100, "00", hook)?;
+                    parts::part_done(tx, &t.job_id, t.source_n.unwrap(), t.part_n.unwrap(), 100, "00", hook)?;
                     if !record_only {
                         jobs::task_done(tx, t.id, &t.job_id)?;
                     }
