@@ -5,8 +5,11 @@
 //! - [`split`]: the splitting engine, a library that knows nothing of the
 //!   daemon — source readers (ZIP, TAR, TAR.GZ, directories), the manifest, the
 //!   planner and the part writer.
-//! - [`store`]: the SQLite state (schema, migrations, writer thread, read pool,
-//!   the job and counter queries, retention). It imports no caller.
+//! - [`store`]: the SQLite state — schema, migrations, the writer thread and
+//!   read pool, `StoreError`; `jobs` and `parts` are the only writers of the
+//!   jobs, tasks and parts tables, `views` builds what the API shows (typed
+//!   `PartView`), `model` holds the lifecycle words (`JobStatus`, `TaskKind`,
+//!   `PartState`), plus `counters` and `retention`. It imports no caller.
 //! - [`engine`]: workers that claim and run PLAN/PACK/HOOK/FINISH tasks.
 //! - [`campaign`]: parent jobs and the sequential, resumable campaign runner.
 //! - [`hooks`]: site programs run after each part and each job.
