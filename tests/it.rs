@@ -3,6 +3,9 @@
 
 mod helper;
 
+#[path = "it/architecture.rs"]
+mod architecture;
+
 #[path = "it/split_formats.rs"]
 mod split_formats;
 
