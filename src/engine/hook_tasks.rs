@@ -1,0 +1,122 @@
+//! The engine's hook tasks: a HOOK task runs `on_part` for one published part,
+//! and FINISH runs `on_job` before the job's end is recorded (so a failing
+//! hook can still fail it). Each run is recorded as a `hook.ran` event, and a
+//! failed run becomes the error the retry policy judges. The hook variables
+//! and input come from typed rows (`JobRow`, `PartView`).
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::Engine;
+use crate::split::Progress;
+use crate::store::jobs::{self, Task};
+use crate::store::model::PartState;
+use crate::store::views::{self, PartView};
+use crate::store::StoreResult;
+
+impl Engine {
+    /// Runs `hook` once for `task`, records the run as an event, and turns a
+    /// failed run into the error the retry logic judges.
+    pub(super) fn run_hook(
+        &self,
+        task: &Task,
+        hook: &'static str,
+        argv: &[String],
+        env: Vec<(String, String)>,
+        input: Value,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<()> {
+        let h = &self.config.hooks;
+        let attempt = task.attempts as u32;
+        let mut env = env;
+        env.extend([
+            ("BATCHD_HOOK".to_owned(), hook.to_owned()),
+            ("BATCHD_JOB_ID".to_owned(), task.job_id.clone()),
+            ("BATCHD_ATTEMPT".to_owned(), attempt.to_string()),
+        ]);
+        let ran = crate::hooks::run(
+            hook,
+            argv,
+            &env,
+            &input,
+            Duration::from_secs_f64(h.timeout_seconds.max(0.001)),
+            cancel,
+        )?;
+        let (job_id, part) = (task.job_id.clone(), task.part_n);
+        let data = json!({"hook": hook, "part": part, "attempt": attempt, "exit_code": ran.exit_code, "timed_out": ran.timed_out,
+                          "seconds": (ran.seconds * 1000.0).round() / 1000.0, "stderr_tail": ran.stderr_tail});
+        self.store.write(move |tx| jobs::event(tx, Some(&job_id), "hook.ran", data))?;
+        if ran.ok() {
+            Ok(())
+        } else {
+            Err(ran.error(hook, argv, attempt, h.max_attempts).into())
+        }
+    }
+
+    /// A HOOK task: `on_part` for one published part.
+    pub(super) fn part_hook_task(&self, task: &Task, progress: &Progress) -> anyhow::Result<()> {
+        let argv = &self.config.hooks.on_part;
+        if !argv.is_empty() {
+            let (source_n, n) = (task.source_n.unwrap_or(1), task.part_n.unwrap_or(0));
+            let part = self
+                .store
+                .read(|c| views::parts(c, &task.job_id))?
+                .into_iter()
+                .find(|p| p.source == source_n && p.n == n)
+                .ok_or_else(|| anyhow::anyhow!("part {n} of job {} is not recorded", task.job_id))?;
+            let job = self.job(&task.job_id)?;
+            // As the API writes a part that is not there yet: `null`.
+            let or_null = |v: Option<String>| v.unwrap_or_else(|| "null".to_owned());
+            let env = vec![
+                ("BATCHD_JOB_STATUS".to_owned(), job.status.to_string()),
+                ("BATCHD_OUT_DIR".to_owned(), job.out_dir.clone()),
+                (
+                    "BATCHD_SOURCE".to_owned(),
+                    job.sources.get(source_n as usize - 1).cloned().unwrap_or_default(),
+                ),
+                ("BATCHD_PART_PATH".to_owned(), part.path.clone()),
+                ("BATCHD_PART_NUMBER".to_owned(), n.to_string()),
+                ("BATCHD_PART_ROWS".to_owned(), part.rows.to_string()),
+                ("BATCHD_PART_BYTES".to_owned(), or_null(part.bytes.map(|b| b.to_string()))),
+                ("BATCHD_PART_SHA256".to_owned(), or_null(part.sha256.clone())),
+            ];
+            let input = json!({"hook": "on_part", "job_id": task.job_id, "job_status": job.status, "attempt": task.attempts,
+                               "out_dir": job.out_dir, "source": job.sources.get(source_n as usize - 1), "part": part});
+            self.run_hook(task, "on_part", argv, env, input, &progress.cancel)?;
+        }
+        let t = task.clone();
+        self.store.write(move |tx| jobs::task_done(tx, t.id, &t.job_id))?;
+        Ok(())
+    }
+
+    /// `on_job` for a job ending with `status` (before COMPLETED is recorded,
+    /// so a failing hook can still fail the job).
+    pub(super) fn job_hook(&self, task: &Task, status: &str, progress: &Progress) -> anyhow::Result<()> {
+        let argv = &self.config.hooks.on_job;
+        if argv.is_empty() {
+            return Ok(());
+        }
+        let stall = self.config.engine.stall_seconds;
+        let (view, parts) = self
+            .store
+            .read(|c| -> StoreResult<_> { Ok((views::view(c, &task.job_id, stall)?, views::parts(c, &task.job_id)?)) })?;
+        let view = view.unwrap_or(Value::Null);
+        let done: Vec<&PartView> = parts.iter().filter(|p| p.state == PartState::Done).collect();
+        let env = vec![
+            ("BATCHD_JOB_STATUS".to_owned(), status.to_owned()),
+            ("BATCHD_OUT_DIR".to_owned(), view["out_dir"].as_str().unwrap_or_default().to_owned()),
+            ("BATCHD_JOB_PARTS".to_owned(), done.len().to_string()),
+            ("BATCHD_JOB_ROWS".to_owned(), view["progress"]["processed"].to_string()),
+            (
+                "BATCHD_JOB_ERROR".to_owned(),
+                view["error"]["code"].as_str().unwrap_or_default().to_owned(),
+            ),
+        ];
+        let input =
+            json!({"hook": "on_job", "job_id": task.job_id, "job_status": status, "attempt": task.attempts, "job": view, "parts": done});
+        // For a job that already failed there is no retry: one attempt, recorded.
+        self.run_hook(task, "on_job", argv, env, input, &progress.cancel)
+    }
+}
