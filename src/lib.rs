@@ -51,6 +51,7 @@ pub mod split;
 pub mod store;
 pub mod text;
 pub mod triggers;
+pub mod view;
 
 pub use cli::{run, Cli};
 pub use error::{Error, Result};

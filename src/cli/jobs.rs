@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::client::Client;
 use super::serve::DaemonArgs;
 use crate::store::views::PartView;
+use crate::view::JobView;
 
 #[derive(Debug, Args)]
 pub struct JobArgs {
@@ -46,7 +47,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&job)?);
         return Ok(());
     }
-    print_job(&job);
+    print_job(&job_view(job)?);
     let mut parts = client.ok("GET", &format!("/v1/jobs/{id}/parts"), None)?;
     let parts: Vec<PartView> = serde_json::from_value(parts["parts"].take()).context("reading the daemon's list of parts")?;
     for p in parts {
@@ -55,24 +56,21 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_job(job: &Value) {
-    println!("job      {}", job["id"].as_str().unwrap_or(""));
-    println!(
-        "status   {} ({})",
-        job["status"].as_str().unwrap_or(""),
-        job["health"].as_str().unwrap_or("")
-    );
-    println!("message  {}", job["status_message"].as_str().unwrap_or(""));
-    for s in job["sources"].as_array().into_iter().flatten() {
-        println!("source   {}", s.as_str().unwrap_or(""));
+/// The daemon's answer as a typed job view.
+fn job_view(v: Value) -> anyhow::Result<JobView> {
+    serde_json::from_value(v).context("reading the daemon's job view (is the daemon a different batchd version?)")
+}
+
+fn print_job(job: &JobView) {
+    println!("job      {}", job.id);
+    println!("status   {} ({})", job.status, job.health);
+    println!("message  {}", job.status_message);
+    for s in &job.sources {
+        println!("source   {s}");
     }
-    println!("parts in {}", job["out_dir"].as_str().unwrap_or(""));
-    for e in job["errors"].as_array().into_iter().flatten() {
-        println!(
-            "error    {} {}",
-            e["code"].as_str().unwrap_or(""),
-            e["message"].as_str().unwrap_or("")
-        );
+    println!("parts in {}", job.out_dir);
+    for e in &job.errors {
+        println!("error    {} {}", e.code.as_str().unwrap_or(""), e.message.as_str().unwrap_or(""));
     }
 }
 
@@ -100,17 +98,17 @@ pub fn jobs(args: JobsArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
-    let jobs = list["jobs"].as_array().cloned().unwrap_or_default();
+    let jobs: Vec<JobView> = serde_json::from_value(list["jobs"].clone()).context("reading the daemon's job list")?;
     if jobs.is_empty() {
         println!("no jobs");
     }
     for j in jobs {
         println!(
             "{}  {:<10}  {:>5.1}%  {}",
-            j["id"].as_str().unwrap_or(""),
-            j["status"].as_str().unwrap_or(""),
-            j["progress"]["percent"].as_f64().unwrap_or(0.0),
-            j["status_message"].as_str().unwrap_or("")
+            j.id,
+            j.status.as_str(),
+            j.progress.percent,
+            j.status_message
         );
     }
     Ok(())
@@ -168,7 +166,7 @@ pub(super) fn follow_job(client: &Client, id: &str, json_out: bool) -> anyhow::R
     if json_out {
         println!("{}", serde_json::to_string_pretty(&job)?);
     } else {
-        print_job(&job);
+        print_job(&job_view(job.clone())?);
     }
     match job["status"].as_str() {
         Some("COMPLETED") => Ok(()),

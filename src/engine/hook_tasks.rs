@@ -101,17 +101,23 @@ impl Engine {
         let stall = self.config.engine.stall_seconds;
         let (view, parts) = self
             .store
-            .read(|c| -> StoreResult<_> { Ok((views::view(c, &task.job_id, stall)?, views::parts(c, &task.job_id)?)) })?;
-        let view = view.unwrap_or(Value::Null);
+            .read(|c| -> StoreResult<_> { Ok((crate::view::job(c, &task.job_id, stall)?, views::parts(c, &task.job_id)?)) })?;
         let done: Vec<&PartView> = parts.iter().filter(|p| p.state == PartState::Done).collect();
+        let v = view.as_ref();
         let env = vec![
             ("BATCHD_JOB_STATUS".to_owned(), status.to_owned()),
-            ("BATCHD_OUT_DIR".to_owned(), view["out_dir"].as_str().unwrap_or_default().to_owned()),
+            ("BATCHD_OUT_DIR".to_owned(), v.map_or_else(String::new, |v| v.out_dir.clone())),
             ("BATCHD_JOB_PARTS".to_owned(), done.len().to_string()),
-            ("BATCHD_JOB_ROWS".to_owned(), view["progress"]["processed"].to_string()),
+            (
+                "BATCHD_JOB_ROWS".to_owned(),
+                v.map_or_else(|| "null".to_owned(), |v| v.progress.processed.to_string()),
+            ),
             (
                 "BATCHD_JOB_ERROR".to_owned(),
-                view["error"]["code"].as_str().unwrap_or_default().to_owned(),
+                v.and_then(|v| v.error.as_ref())
+                    .and_then(|e| e["code"].as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
             ),
         ];
         let input =

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::jobs::CreateBody;
 use super::reply::{bounded, fail, internal, reply, store_error, Reply};
@@ -93,7 +93,7 @@ impl Api {
             .store
             .write(move |tx| crate::campaign::queue_batch(tx, &batch))
             .map_err(store_error)?;
-        let view = self.view(&id).map_err(internal)?.unwrap_or(Value::Null);
+        let view = serde_json::to_value(self.view(&id).map_err(internal)?).map_err(internal)?;
         let mut r = reply(201, view);
         r.headers.push(("Location", format!("/v1/jobs/{id}")));
         Ok(r)

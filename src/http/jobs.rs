@@ -18,6 +18,7 @@ use crate::store::jobs::{self, NewJob, Reject};
 use crate::store::model::JobStatus;
 use crate::store::views;
 use crate::store::StoreResult;
+use crate::view::JobView;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,9 +56,9 @@ pub(super) struct SourcesBody {
 }
 
 impl Api {
-    pub(super) fn view(&self, id: &str) -> anyhow::Result<Option<Value>> {
+    pub(super) fn view(&self, id: &str) -> anyhow::Result<Option<JobView>> {
         let stall = self.config.engine.stall_seconds;
-        Ok(self.store.read(|c| views::view(c, id, stall))?)
+        Ok(self.store.read(|c| crate::view::job(c, id, stall))?)
     }
 
     pub(super) fn get(&self, id: &str) -> Result<Reply, Reply> {
@@ -74,7 +75,7 @@ impl Api {
         }
         match self.view(id).map_err(internal)? {
             Some(v) => {
-                let body = Arc::new(v.to_string());
+                let body = Arc::new(serde_json::to_string(&v).map_err(internal)?);
                 let mut views = self.views.lock().unwrap();
                 if views.len() > 4096 {
                     views.clear();
@@ -121,10 +122,8 @@ impl Api {
             campaign_id: q.get("campaign_id").map(|s| s.as_str()),
             kind: kind.as_deref(),
         };
-        let (list, next) = self
-            .store
-            .read(|c| views::list(c, &filter, limit, after, stall))
-            .map_err(internal)?;
+        let (list, next) = self.store.read(|c| views::list(c, &filter, limit, after)).map_err(internal)?;
+        let list: Vec<JobView> = list.into_iter().map(|f| JobView::new(f, stall)).collect();
         Ok(reply(200, json!({"jobs": list, "next": next})))
     }
 
@@ -255,7 +254,7 @@ impl Api {
             ..NewJob::ingest(crate::ids::new_id(), &self.config.data_dir, None, sources, settings, trigger)
         };
         let (id, created) = self.store.write(move |tx| jobs::create(tx, &job)).map_err(store_error)?;
-        let view = self.view(&id).map_err(internal)?.unwrap_or(Value::Null);
+        let view = serde_json::to_value(self.view(&id).map_err(internal)?).map_err(internal)?;
         let mut r = reply(if created { 201 } else { 200 }, view);
         r.headers.push(("Location", format!("/v1/jobs/{id}")));
         if !created {

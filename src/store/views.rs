@@ -1,7 +1,7 @@
-//! What the API and the CLI show of jobs, read from the rows on a pooled read
-//! connection: the full job view (progress, rate, ETA, health, the one-line
-//! status message), job lists, a job's parts and the event feed. Nothing here
-//! writes; the job functions in `jobs` do.
+//! What the rows say about jobs, read on a pooled read connection: a job's
+//! facts (its row, task counts and recent errors; `crate::view` turns them
+//! into what people see), job lists, a job's parts and the event feed.
+//! Nothing here writes; the job functions in `jobs` do.
 
 use std::collections::BTreeMap;
 
@@ -10,56 +10,112 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::jobs::{status_of, ERROR_KINDS};
-use super::model::PartState;
+use super::model::{JobStatus, PartState};
 use super::StoreResult;
 use crate::clock::{now, rfc3339};
-use crate::text::human_duration;
 
-fn ts(v: Option<f64>) -> Value {
-    v.map_or(Value::Null, |t| Value::String(rfc3339(t)))
+/// Window for the recent rows a job's rate is computed from.
+pub const RATE_WINDOW: f64 = 120.0;
+
+/// One entry of a job's recent errors (skipped rows, retries, failures).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorEntry {
+    pub at: String,
+    pub kind: String,
+    pub code: Value,
+    pub entry: Value,
+    pub line: Value,
+    pub message: Value,
 }
 
-/// Window for `items_per_second`.
-const RATE_WINDOW: f64 = 120.0;
-const STAGES: [&str; 3] = ["PLAN", "PACK", "FINISH"];
-/// With part hooks configured, the job has a HOOK stage between PACK and FINISH.
-const HOOK_STAGES: [&str; 4] = ["PLAN", "PACK", "HOOK", "FINISH"];
+/// Everything the rows say about one job, read in one query for the job and
+/// its aggregates, one for task counts, and one for errors only when it has
+/// any. What it means for people (rate, ETA, health, the message) is
+/// `crate::view`'s business, not the store's.
+#[derive(Debug, Clone)]
+pub struct JobFacts {
+    /// When the facts were read (Unix seconds).
+    pub at: f64,
+    pub id: String,
+    pub kind: String,
+    pub status: JobStatus,
+    pub trigger: String,
+    pub settings: Value,
+    pub out_dir: String,
+    pub created: f64,
+    pub modified: f64,
+    pub started: Option<f64>,
+    pub finished: Option<f64>,
+    pub error: Option<Value>,
+    pub total: i64,
+    pub processed: i64,
+    pub skipped: i64,
+    pub last_progress: Option<f64>,
+    pub campaign_id: Option<String>,
+    pub parent_job_id: Option<String>,
+    pub start_position: Option<i64>,
+    pub next_start_position: Option<i64>,
+    pub priority: i64,
+    pub sources: Vec<String>,
+    /// Rows done within the last [`RATE_WINDOW`].
+    pub recent_rows: Option<i64>,
+    /// Task counts by kind, then state.
+    pub tasks: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Tasks waiting to run again after an error.
+    pub retrying: i64,
+    /// Sources whose PLAN is done.
+    pub planned_sources: i64,
+    /// The last five error events, newest first.
+    pub errors: Vec<ErrorEntry>,
+}
 
-/// The full status of a job as the API returns it: one query for the job and its
-/// aggregates, one for task counts, and one for errors only when it has any.
-pub fn view(conn: &Connection, job_id: &str, stall_seconds: u64) -> StoreResult<Option<Value>> {
+pub fn job_facts(conn: &Connection, job_id: &str) -> StoreResult<Option<JobFacts>> {
     let t = now();
     let row = conn
         .prepare_cached(
             "SELECT id, kind, status, trigger, settings, out_dir, created, modified, started, finished, error, total_rows, processed_rows,
                     skipped_rows, last_progress, campaign_id, parent_job_id, start_position, next_start_position, priority, error_events,
                     (SELECT json_group_array(path) FROM (SELECT path FROM sources WHERE job_id = ?1 ORDER BY n)),
-                    (SELECT SUM(rows) FROM parts WHERE job_id = ?1 AND state = 'DONE' AND finished >= ?2),
-                    (SELECT MIN(finished) FROM parts WHERE job_id = ?1 AND state = 'DONE' AND finished >= ?2)
+                    (SELECT SUM(rows) FROM parts WHERE job_id = ?1 AND state = 'DONE' AND finished >= ?2)
              FROM jobs WHERE id = ?1",
         )?
         .query_row(params![job_id, t - RATE_WINDOW], |r: &Row| {
-            Ok(json!({
-                "id": r.get::<_, String>(0)?, "kind": r.get::<_, String>(1)?, "status": r.get::<_, String>(2)?,
-                "trigger": r.get::<_, String>(3)?, "settings": serde_json::from_str::<Value>(&r.get::<_, String>(4)?).unwrap_or(Value::Null),
-                "out_dir": r.get::<_, String>(5)?, "created": r.get::<_, f64>(6)?, "modified": r.get::<_, f64>(7)?,
-                "started": r.get::<_, Option<f64>>(8)?, "finished": r.get::<_, Option<f64>>(9)?,
-                "error": r.get::<_, Option<String>>(10)?.and_then(|e| serde_json::from_str::<Value>(&e).ok()),
-                "total": r.get::<_, i64>(11)?, "processed": r.get::<_, i64>(12)?, "skipped": r.get::<_, i64>(13)?,
-                "last_progress": r.get::<_, Option<f64>>(14)?, "campaign_id": r.get::<_, Option<String>>(15)?,
-                "parent_job_id": r.get::<_, Option<String>>(16)?, "start_position": r.get::<_, Option<i64>>(17)?,
-                "next_start_position": r.get::<_, Option<i64>>(18)?, "priority": r.get::<_, i64>(19)?,
-                "error_events": r.get::<_, i64>(20)?,
-                "sources": serde_json::from_str::<Value>(&r.get::<_, String>(21)?).unwrap_or(Value::Null),
-                "recent_rows": r.get::<_, Option<i64>>(22)?, "recent_since": r.get::<_, Option<f64>>(23)?,
-            }))
+            let json = |s: Option<String>| s.and_then(|e| serde_json::from_str::<Value>(&e).ok());
+            Ok((
+                JobFacts {
+                    at: t,
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    status: r.get(2)?,
+                    trigger: r.get(3)?,
+                    settings: json(r.get(4)?).unwrap_or(Value::Null),
+                    out_dir: r.get(5)?,
+                    created: r.get(6)?,
+                    modified: r.get(7)?,
+                    started: r.get(8)?,
+                    finished: r.get(9)?,
+                    error: json(r.get(10)?),
+                    total: r.get(11)?,
+                    processed: r.get(12)?,
+                    skipped: r.get(13)?,
+                    last_progress: r.get(14)?,
+                    campaign_id: r.get(15)?,
+                    parent_job_id: r.get(16)?,
+                    start_position: r.get(17)?,
+                    next_start_position: r.get(18)?,
+                    priority: r.get(19)?,
+                    sources: serde_json::from_str(&r.get::<_, String>(21)?).unwrap_or_default(),
+                    recent_rows: r.get(22)?,
+                    tasks: BTreeMap::new(),
+                    retrying: 0,
+                    planned_sources: 0,
+                    errors: Vec::new(),
+                },
+                r.get::<_, i64>(20)?,
+            ))
         })
         .optional()?;
-    let Some(j) = row else { return Ok(None) };
-
-    let mut tasks: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    let mut retrying = 0i64;
-    let mut planned_sources = 0i64;
+    let Some((mut j, error_events)) = row else { return Ok(None) };
     {
         let mut st = conn.prepare_cached("SELECT kind, state, COUNT(*), SUM(error IS NOT NULL AND state IN ('READY', 'RUNNING')) FROM tasks WHERE job_id = ?1 GROUP BY kind, state")?;
         let rows = st.query_map([job_id], |r| {
@@ -73,14 +129,13 @@ pub fn view(conn: &Connection, job_id: &str, stall_seconds: u64) -> StoreResult<
         for r in rows {
             let (kind, state, n, retry) = r?;
             if kind == "PLAN" && state == "DONE" {
-                planned_sources = n;
+                j.planned_sources = n;
             }
-            retrying += retry.unwrap_or(0);
-            tasks.entry(kind).or_default().insert(state, n);
+            j.retrying += retry.unwrap_or(0);
+            j.tasks.entry(kind).or_default().insert(state, n);
         }
     }
-    let mut errors: Vec<Value> = Vec::new();
-    if j["error_events"].as_i64().unwrap_or(0) > 0 {
+    if error_events > 0 {
         let mut st = conn.prepare_cached(
             "SELECT at, kind, data FROM events WHERE job_id = ?1 AND kind IN (SELECT value FROM json_each(?2)) ORDER BY id DESC LIMIT 5",
         )?;
@@ -92,137 +147,17 @@ pub fn view(conn: &Connection, job_id: &str, stall_seconds: u64) -> StoreResult<
             let (at, kind, data) = r?;
             let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
             let e = if kind == "row.skipped" { data } else { data["error"].clone() };
-            errors.push(json!({"at": rfc3339(at), "kind": kind, "code": e["code"], "entry": e["entry"], "line": e["line"], "message": e["message"]}));
+            j.errors.push(ErrorEntry {
+                at: rfc3339(at),
+                kind,
+                code: e["code"].clone(),
+                entry: e["entry"].clone(),
+                line: e["line"].clone(),
+                message: e["message"].clone(),
+            });
         }
     }
-
-    let status = j["status"].as_str().unwrap_or_default().to_owned();
-    let total = j["total"].as_i64().unwrap_or(0);
-    let processed = j["processed"].as_i64().unwrap_or(0);
-    let skipped = j["skipped"].as_i64().unwrap_or(0);
-    let source_count = j["sources"].as_array().map_or(0, |a| a.len() as i64);
-    let estimated = planned_sources < source_count;
-    let fraction = if total > 0 {
-        processed as f64 / total as f64
-    } else if status == "COMPLETED" {
-        1.0
-    } else {
-        0.0
-    };
-    let started = j["started"].as_f64();
-    // Rows per second over the recent window (or since the start, if shorter).
-    let rate = match (j["recent_rows"].as_i64(), started) {
-        (Some(rows), Some(s)) if rows > 0 => {
-            let span = (t - s.max(t - RATE_WINDOW)).clamp(1.0, RATE_WINDOW);
-            rows as f64 / span
-        }
-        _ => 0.0,
-    };
-    let active = matches!(status.as_str(), "QUEUED" | "PROCESSING");
-    let eta = (active && rate > 0.0 && total > 0 && !estimated).then(|| ((total - processed).max(0) as f64 / rate).round());
-    let stages: &[&str] = if tasks.contains_key("HOOK") { &HOOK_STAGES } else { &STAGES };
-    let stage_idx = stages.iter().position(|s| {
-        tasks
-            .get(*s)
-            .is_some_and(|m| m.keys().any(|k| k != "DONE" && k != "CANCELLED" && k != "FAILED"))
-    });
-    let current_stage = match (active, stage_idx) {
-        (true, Some(i)) => json!({"name": stages[i], "index": i + 1, "total": stages.len()}),
-        (true, None) => json!({"name": "PLAN", "index": 1, "total": stages.len()}),
-        _ => Value::Null,
-    };
-    let stalled = status == "PROCESSING" && j["last_progress"].as_f64().is_some_and(|lp| t - lp > stall_seconds as f64);
-    let health = if status == "FAILED" || stalled {
-        "unhealthy"
-    } else if skipped > 0 || retrying > 0 {
-        "degraded"
-    } else {
-        "healthy"
-    };
-    let error_count = skipped + retrying + i64::from(status == "FAILED");
-    let mut message = status_message(&status, processed, total, fraction, rate, eta, &j, estimated);
-    if j["kind"] == "parent" && status == "COMPLETED" {
-        // A parent job's "rows" are the children of its batch.
-        let skipped = j["skipped"].as_i64().unwrap_or(0);
-        message = format!(
-            "Batch from position {}: {} child jobs queued, {} skipped (already ingested); next_start_position {}",
-            j["start_position"],
-            processed - skipped,
-            skipped,
-            j["next_start_position"]
-                .as_i64()
-                .map_or("none (collection exhausted)".into(), |n| n.to_string())
-        );
-    }
-    let sources = j["sources"].clone();
-
-    Ok(Some(json!({
-        "id": j["id"], "kind": j["kind"], "status": status, "trigger": j["trigger"], "priority": j["priority"],
-        "sources": sources, "settings": j["settings"], "out_dir": j["out_dir"],
-        "created": ts(j["created"].as_f64()), "modified": ts(j["modified"].as_f64()),
-        "started": ts(started), "finished": ts(j["finished"].as_f64()),
-        "progress": {
-            "processed": processed, "total": total, "percent": (fraction * 1000.0).round() / 10.0,
-            "items_per_second": (rate * 100.0).round() / 100.0, "eta_seconds": eta,
-            "current_stage": current_stage, "errors": error_count, "skipped": skipped,
-        },
-        "status_message": message,
-        "health": health,
-        "estimated_completion": eta.map(|e| rfc3339(t + e)),
-        "status_detail": {"tasks": tasks, "estimated": estimated, "percent_complete": (fraction * 10000.0).round() / 10000.0},
-        "errors": errors,
-        "error": j["error"],
-        "campaign_id": j["campaign_id"], "parent_job_id": j["parent_job_id"],
-        "start_position": j["start_position"], "next_start_position": j["next_start_position"],
-    })))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn status_message(
-    status: &str,
-    processed: i64,
-    total: i64,
-    fraction: f64,
-    rate: f64,
-    eta: Option<f64>,
-    j: &Value,
-    estimated: bool,
-) -> String {
-    let n = |v: i64| crate::text::thousands(v.max(0) as u64);
-    match status {
-        "DRAFT" => "Draft: add sources, then submit".into(),
-        "QUEUED" => "Queued".into(),
-        "PROCESSING" if total == 0 || estimated => format!("Planning · {} rows so far", n(total)),
-        "PROCESSING" => {
-            let mut m = format!("Processing {}/{} rows ({:.1}%)", n(processed), n(total), fraction * 100.0);
-            if rate > 0.0 {
-                m.push_str(&format!(
-                    " · {} rows/sec",
-                    if rate >= 10.0 { format!("{rate:.0}") } else { format!("{rate:.1}") }
-                ));
-            }
-            if let Some(e) = eta {
-                m.push_str(&format!(" · ~{} remaining", human_duration(e)));
-            }
-            m
-        }
-        "COMPLETED" => {
-            let took = match (j["started"].as_f64(), j["finished"].as_f64()) {
-                (Some(s), Some(f)) => format!(" in {}", human_duration(f - s)),
-                _ => String::new(),
-            };
-            let skipped = j["skipped"].as_i64().unwrap_or(0);
-            let skip = if skipped > 0 {
-                format!(", {} skipped", n(skipped))
-            } else {
-                String::new()
-            };
-            format!("Completed {} rows{skip}{took}", n(processed))
-        }
-        "FAILED" => format!("Failed: {}", j["error"]["message"].as_str().unwrap_or("unknown error")),
-        "CANCELLED" => format!("Cancelled after {}/{} rows", n(processed), n(total)),
-        other => other.to_owned(),
-    }
+    Ok(Some(j))
 }
 
 /// Which jobs a list shows; `None` is no filter.
@@ -234,7 +169,7 @@ pub struct Filter<'a> {
 }
 
 /// Jobs, newest first, after the cursor `after` (a seq), with their sources.
-pub fn list(conn: &Connection, f: &Filter, limit: i64, after: Option<i64>, stall: u64) -> StoreResult<(Vec<Value>, Option<i64>)> {
+pub fn list(conn: &Connection, f: &Filter, limit: i64, after: Option<i64>) -> StoreResult<(Vec<JobFacts>, Option<i64>)> {
     // Only the filters given, so SQLite can walk jobs_status (status, seq) or
     // jobs_campaign instead of scanning every job: with a large backlog of
     // QUEUED jobs, "the latest 50 COMPLETED" must not read them all.
@@ -267,7 +202,7 @@ pub fn list(conn: &Connection, f: &Filter, limit: i64, after: Option<i64>, stall
     let mut jobs = Vec::new();
     let mut last = None;
     for (id, seq) in ids.into_iter().take(limit as usize) {
-        if let Some(v) = view(conn, &id, stall)? {
+        if let Some(v) = job_facts(conn, &id)? {
             jobs.push(v);
         }
         last = Some(seq);

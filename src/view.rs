@@ -1,0 +1,223 @@
+//! What a job looks like to people and programs: the [`JobView`] that the API
+//! serializes, the CLI deserializes and the engine hands to `on_job`, made
+//! from the store's [`JobFacts`]. The policy lives here, not in the store: the
+//! rate over the recent window, the ETA, the current stage, health, and the
+//! one-line status message.
+
+use std::collections::BTreeMap;
+
+use r2d2_sqlite::rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::clock::rfc3339;
+use crate::store::model::JobStatus;
+use crate::store::views::{self, ErrorEntry, JobFacts, RATE_WINDOW};
+use crate::store::StoreResult;
+use crate::text::{human_duration, thousands};
+
+const STAGES: [&str; 3] = ["PLAN", "PACK", "FINISH"];
+/// With part hooks configured, the job has a HOOK stage between PACK and FINISH.
+const HOOK_STAGES: [&str; 4] = ["PLAN", "PACK", "HOOK", "FINISH"];
+
+/// The full status of a job as `GET /v1/jobs/{id}` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: String,
+    /// `ingest` or `parent` (a campaign batch).
+    pub kind: String,
+    pub status: JobStatus,
+    pub trigger: String,
+    pub priority: i64,
+    pub sources: Vec<String>,
+    pub settings: Value,
+    pub out_dir: String,
+    pub created: String,
+    pub modified: String,
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    pub progress: JobProgress,
+    pub status_message: String,
+    /// `healthy`, `degraded` (rows skipped, tasks retrying) or `unhealthy` (failed, stalled).
+    pub health: String,
+    pub estimated_completion: Option<String>,
+    pub status_detail: StatusDetail,
+    pub errors: Vec<ErrorEntry>,
+    /// `{code, message, entry, line}` of a failed job.
+    pub error: Option<Value>,
+    pub campaign_id: Option<String>,
+    pub parent_job_id: Option<String>,
+    pub start_position: Option<i64>,
+    pub next_start_position: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobProgress {
+    pub processed: i64,
+    pub total: i64,
+    pub percent: f64,
+    pub items_per_second: f64,
+    pub eta_seconds: Option<f64>,
+    pub current_stage: Option<Stage>,
+    pub errors: i64,
+    pub skipped: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    pub name: String,
+    pub index: usize,
+    pub total: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusDetail {
+    /// Task counts by kind, then state.
+    pub tasks: BTreeMap<String, BTreeMap<String, i64>>,
+    /// True while some sources are not planned yet (the total is a floor).
+    pub estimated: bool,
+    pub percent_complete: f64,
+}
+
+/// The view of job `id`, or `None` when there is no such job.
+pub fn job(conn: &Connection, id: &str, stall_seconds: u64) -> StoreResult<Option<JobView>> {
+    Ok(views::job_facts(conn, id)?.map(|f| JobView::new(f, stall_seconds)))
+}
+
+impl JobView {
+    pub fn new(j: JobFacts, stall_seconds: u64) -> JobView {
+        let t = j.at;
+        let status = j.status;
+        let estimated = j.planned_sources < j.sources.len() as i64;
+        let fraction = if j.total > 0 {
+            j.processed as f64 / j.total as f64
+        } else if status == JobStatus::Completed {
+            1.0
+        } else {
+            0.0
+        };
+        // Rows per second over the recent window (or since the start, if shorter).
+        let rate = match (j.recent_rows, j.started) {
+            (Some(rows), Some(s)) if rows > 0 => {
+                let span = (t - s.max(t - RATE_WINDOW)).clamp(1.0, RATE_WINDOW);
+                rows as f64 / span
+            }
+            _ => 0.0,
+        };
+        let active = matches!(status, JobStatus::Queued | JobStatus::Processing);
+        let eta = (active && rate > 0.0 && j.total > 0 && !estimated).then(|| ((j.total - j.processed).max(0) as f64 / rate).round());
+        let stages: &[&str] = if j.tasks.contains_key("HOOK") { &HOOK_STAGES } else { &STAGES };
+        let stage_idx = stages.iter().position(|s| {
+            j.tasks
+                .get(*s)
+                .is_some_and(|m| m.keys().any(|k| k != "DONE" && k != "CANCELLED" && k != "FAILED"))
+        });
+        let stage = |i: usize| Stage {
+            name: stages[i].to_owned(),
+            index: i + 1,
+            total: stages.len(),
+        };
+        let current_stage = active.then(|| stage(stage_idx.unwrap_or(0)));
+        let stalled = status == JobStatus::Processing && j.last_progress.is_some_and(|lp| t - lp > stall_seconds as f64);
+        let health = if status == JobStatus::Failed || stalled {
+            "unhealthy"
+        } else if j.skipped > 0 || j.retrying > 0 {
+            "degraded"
+        } else {
+            "healthy"
+        };
+        let error_count = j.skipped + j.retrying + i64::from(status == JobStatus::Failed);
+        let status_message = message(&j, fraction, rate, eta, estimated);
+        JobView {
+            progress: JobProgress {
+                processed: j.processed,
+                total: j.total,
+                percent: (fraction * 1000.0).round() / 10.0,
+                items_per_second: (rate * 100.0).round() / 100.0,
+                eta_seconds: eta,
+                current_stage,
+                errors: error_count,
+                skipped: j.skipped,
+            },
+            status_message,
+            health: health.to_owned(),
+            estimated_completion: eta.map(|e| rfc3339(t + e)),
+            status_detail: StatusDetail {
+                tasks: j.tasks,
+                estimated,
+                percent_complete: (fraction * 10000.0).round() / 10000.0,
+            },
+            id: j.id,
+            kind: j.kind,
+            status,
+            trigger: j.trigger,
+            priority: j.priority,
+            sources: j.sources,
+            settings: j.settings,
+            out_dir: j.out_dir,
+            created: rfc3339(j.created),
+            modified: rfc3339(j.modified),
+            started: j.started.map(rfc3339),
+            finished: j.finished.map(rfc3339),
+            errors: j.errors,
+            error: j.error,
+            campaign_id: j.campaign_id,
+            parent_job_id: j.parent_job_id,
+            start_position: j.start_position,
+            next_start_position: j.next_start_position,
+        }
+    }
+}
+
+/// The one-line status message.
+fn message(j: &JobFacts, fraction: f64, rate: f64, eta: Option<f64>, estimated: bool) -> String {
+    let n = |v: i64| thousands(v.max(0) as u64);
+    let (processed, total) = (j.processed, j.total);
+    if j.kind == "parent" && j.status == JobStatus::Completed {
+        // A parent job's "rows" are the children of its batch.
+        let or_null = |v: Option<i64>| v.map_or_else(|| "null".to_owned(), |v| v.to_string());
+        return format!(
+            "Batch from position {}: {} child jobs queued, {} skipped (already ingested); next_start_position {}",
+            or_null(j.start_position),
+            processed - j.skipped,
+            j.skipped,
+            j.next_start_position
+                .map_or("none (collection exhausted)".into(), |n| n.to_string())
+        );
+    }
+    match j.status {
+        JobStatus::Draft => "Draft: add sources, then submit".into(),
+        JobStatus::Queued => "Queued".into(),
+        JobStatus::Processing if total == 0 || estimated => format!("Planning · {} rows so far", n(total)),
+        JobStatus::Processing => {
+            let mut m = format!("Processing {}/{} rows ({:.1}%)", n(processed), n(total), fraction * 100.0);
+            if rate > 0.0 {
+                m.push_str(&format!(
+                    " · {} rows/sec",
+                    if rate >= 10.0 { format!("{rate:.0}") } else { format!("{rate:.1}") }
+                ));
+            }
+            if let Some(e) = eta {
+                m.push_str(&format!(" · ~{} remaining", human_duration(e)));
+            }
+            m
+        }
+        JobStatus::Completed => {
+            let took = match (j.started, j.finished) {
+                (Some(s), Some(f)) => format!(" in {}", human_duration(f - s)),
+                _ => String::new(),
+            };
+            let skip = if j.skipped > 0 {
+                format!(", {} skipped", n(j.skipped))
+            } else {
+                String::new()
+            };
+            format!("Completed {} rows{skip}{took}", n(processed))
+        }
+        JobStatus::Failed => format!(
+            "Failed: {}",
+            j.error.as_ref().and_then(|e| e["message"].as_str()).unwrap_or("unknown error")
+        ),
+        JobStatus::Cancelled => format!("Cancelled after {}/{} rows", n(processed), n(total)),
+    }
+}
