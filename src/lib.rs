@@ -10,6 +10,8 @@
 //!   jobs, tasks and parts tables, `views` builds what the API shows (typed
 //!   `PartView`), `model` holds the lifecycle words (`JobStatus`, `TaskKind`,
 //!   `PartState`), plus `counters` and `retention`. It imports no caller.
+//! - [`view`]: what a job looks like to people and programs (`JobView`: rate,
+//!   ETA, health, the status message), made from the store's facts.
 //! - [`engine`]: workers that claim and run PLAN/PACK/HOOK/FINISH tasks.
 //! - [`campaign`]: parent jobs and the sequential, resumable campaign runner.
 //! - [`hooks`]: site programs run after each part and each job.
