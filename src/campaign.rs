@@ -25,11 +25,9 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::store::jobs::{self, CampaignLink, NewJob, Settings};
+use crate::store::model::CampaignStatus;
 use crate::store::{Reject, StoreError, StoreResult};
 use crate::store::{Store, Tx};
-
-/// Children finished within this window set the campaign's rate.
-const RATE_WINDOW: f64 = 600.0;
 
 /// One batch to queue.
 #[derive(Debug, Clone)]
@@ -436,29 +434,82 @@ pub fn set_running(tx: &Tx, id: &str, stop: bool) -> StoreResult<()> {
     Ok(())
 }
 
-/// The campaign's aggregate view, computed from the rows.
-pub fn view(c: &Connection, id: &str) -> StoreResult<Option<Value>> {
+/// Everything the rows say about one campaign; `crate::view::CampaignView`
+/// makes what people see of it (progress, rate, ETA, the message).
+#[derive(Debug, Clone)]
+pub struct CampaignFacts {
+    /// When the facts were read (Unix seconds).
+    pub at: f64,
+    pub id: String,
+    pub parent: String,
+    pub pattern: String,
+    pub batch_size: i64,
+    pub total_children: Option<i64>,
+    pub max_failed: Option<i64>,
+    pub managed: bool,
+    pub status: CampaignStatus,
+    /// Children in the collection (up to the cap) at the last listing.
+    pub known: Option<i64>,
+    pub error: Option<String>,
+    pub created: f64,
+    pub modified: f64,
+    pub finished: Option<f64>,
+    pub settings: Value,
+    pub parent_batches: i64,
+    pub child_jobs: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub running: i64,
+    /// Child jobs finished within the last [`RATE_WINDOW`].
+    pub recent: i64,
+    pub unique_children: i64,
+    pub skipped: i64,
+    /// The latest batch: (next_start_position, start_position, job id).
+    pub last_batch: Option<(Option<i64>, Option<i64>, String)>,
+}
+
+/// Children finished within this window set the campaign's rate.
+pub const RATE_WINDOW: f64 = 600.0;
+
+pub fn facts(c: &Connection, id: &str) -> StoreResult<Option<CampaignFacts>> {
+    let t = crate::clock::now();
     let row = c
         .query_row(
             "SELECT id, parent, pattern, batch_size, total_children, max_failed, managed, status, known_children, error, created, modified, finished, settings
              FROM campaigns WHERE id = ?1",
             [id],
             |r| {
-                Ok(json!({
-                    "campaign_id": r.get::<_, String>(0)?, "parent": r.get::<_, String>(1)?, "pattern": r.get::<_, String>(2)?,
-                    "batch_size": r.get::<_, i64>(3)?, "total_children": r.get::<_, Option<i64>>(4)?,
-                    "max_failed_children": r.get::<_, Option<i64>>(5)?, "managed": r.get::<_, bool>(6)?,
-                    "status": r.get::<_, String>(7)?, "known": r.get::<_, Option<i64>>(8)?, "error": r.get::<_, Option<String>>(9)?,
-                    "created": crate::clock::rfc3339(r.get(10)?), "modified": crate::clock::rfc3339(r.get(11)?),
-                    "finished": r.get::<_, Option<f64>>(12)?.map(crate::clock::rfc3339),
-                    "settings": serde_json::from_str::<Value>(&r.get::<_, String>(13)?).unwrap_or(Value::Null),
-                }))
+                Ok(CampaignFacts {
+                    at: t,
+                    id: r.get(0)?,
+                    parent: r.get(1)?,
+                    pattern: r.get(2)?,
+                    batch_size: r.get(3)?,
+                    total_children: r.get(4)?,
+                    max_failed: r.get(5)?,
+                    managed: r.get(6)?,
+                    status: r.get(7)?,
+                    known: r.get(8)?,
+                    error: r.get(9)?,
+                    created: r.get(10)?,
+                    modified: r.get(11)?,
+                    finished: r.get(12)?,
+                    settings: serde_json::from_str::<Value>(&r.get::<_, String>(13)?).unwrap_or(Value::Null),
+                    parent_batches: 0,
+                    child_jobs: 0,
+                    succeeded: 0,
+                    failed: 0,
+                    running: 0,
+                    recent: 0,
+                    unique_children: 0,
+                    skipped: 0,
+                    last_batch: None,
+                })
             },
         )
         .optional()?;
-    let Some(mut v) = row else { return Ok(None) };
-    let t = crate::clock::now();
-    let (parents, child_jobs, succeeded, failed, running, recent): (i64, i64, i64, i64, i64, i64) = c.query_row(
+    let Some(mut f) = row else { return Ok(None) };
+    (f.parent_batches, f.child_jobs, f.succeeded, f.failed, f.running, f.recent) = c.query_row(
         "SELECT COALESCE(SUM(kind = 'parent'), 0), COALESCE(SUM(kind = 'ingest'), 0),
                 COALESCE(SUM(kind = 'ingest' AND status = 'COMPLETED'), 0),
                 COALESCE(SUM(kind = 'ingest' AND status IN ('FAILED', 'CANCELLED')), 0),
@@ -468,94 +519,24 @@ pub fn view(c: &Connection, id: &str) -> StoreResult<Option<Value>> {
         params![id, t - RATE_WINDOW],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
     )?;
-    let (unique, skipped): (i64, i64) = c.query_row(
+    (f.unique_children, f.skipped) = c.query_row(
         "SELECT COUNT(DISTINCT path) FILTER (WHERE job_id IS NOT NULL), COUNT(*) FILTER (WHERE job_id IS NULL)
          FROM campaign_children WHERE campaign_id = ?1",
         [id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let last: Option<(Option<i64>, Option<i64>, String)> = c
+    f.last_batch = c
         .query_row(
             "SELECT next_start_position, start_position, id FROM jobs WHERE campaign_id = ?1 AND kind = 'parent' ORDER BY seq DESC LIMIT 1",
             [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let created: f64 = c.query_row("SELECT created FROM campaigns WHERE id = ?1", [id], |r| r.get(0))?;
-    let processed = succeeded + failed + skipped;
-    let total = v["known"].as_i64();
-    let window = (t - created).clamp(1.0, RATE_WINDOW);
-    let rate = recent as f64 / window;
-    let remaining = total.map(|n| (n - processed).max(0));
-    let eta = match (remaining, rate > 0.0) {
-        (Some(r), true) => Some((r as f64 / rate).round()),
-        _ => None,
-    };
-    let percent = total
-        .filter(|&n| n > 0)
-        .map(|n| (processed as f64 * 1000.0 / n as f64).round() / 10.0);
-    let status = v["status"].as_str().unwrap_or("").to_owned();
-    let n = |x: i64| crate::text::thousands(x.max(0) as u64);
-    let of = total.map_or("?".into(), n);
-    let mut message = match status.as_str() {
-        "COMPLETED" => format!(
-            "Completed: {} children ingested, {} skipped, {} failed",
-            n(succeeded),
-            n(skipped),
-            n(failed)
-        ),
-        "FAILED" => format!("Failed: {}", v["error"].as_str().unwrap_or("unknown error")),
-        "STOPPED" => format!("Stopped at {}/{of} children; resume to continue", n(processed)),
-        s => {
-            let mut m = format!(
-                "{} {}/{of} children",
-                if s == "STOPPING" {
-                    "Stopping after this batch:"
-                } else {
-                    "Running:"
-                },
-                n(processed)
-            );
-            if let Some(p) = percent {
-                m.push_str(&format!(" ({p:.1}%)"));
-            }
-            if rate > 0.0 {
-                m.push_str(&format!(" · {rate:.1} children/sec"));
-            }
-            if let Some(e) = eta {
-                m.push_str(&format!(" · ~{} remaining", crate::text::human_duration(e)));
-            }
-            m.push_str(&format!(" · batch {parents}"));
-            m
-        }
-    };
-    if failed > 0 && status != "FAILED" && status != "COMPLETED" {
-        message.push_str(&format!(" · {} failed", n(failed)));
-    }
-    let obj = v.as_object_mut().expect("an object");
-    obj.remove("known");
-    obj.insert("parent_batches".into(), json!(parents));
-    obj.insert("child_jobs".into(), json!(child_jobs));
-    obj.insert("unique_children".into(), json!(unique));
-    obj.insert(
-        "children".into(),
-        json!({"succeeded": succeeded, "failed": failed, "running": running, "skipped": skipped}),
-    );
-    obj.insert("next_start_position".into(), json!(last.as_ref().and_then(|l| l.0)));
-    obj.insert(
-        "current_batch".into(),
-        json!(last.as_ref().map(|l| json!({"job_id": l.2, "start_position": l.1}))),
-    );
-    obj.insert(
-        "progress".into(),
-        json!({"processed": processed, "total": total, "percent": percent, "items_per_second": (rate * 100.0).round() / 100.0, "eta_seconds": eta}),
-    );
-    obj.insert("status_message".into(), json!(message));
-    Ok(Some(v))
+    Ok(Some(f))
 }
 
 /// Campaigns, newest first.
-pub fn list(c: &Connection, limit: i64) -> StoreResult<Vec<Value>> {
+pub fn list(c: &Connection, limit: i64) -> StoreResult<Vec<CampaignFacts>> {
     let ids: Vec<String> = {
         let mut st = c.prepare("SELECT id FROM campaigns ORDER BY created DESC, id LIMIT ?1")?;
         let v = st.query_map([limit], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
@@ -563,8 +544,8 @@ pub fn list(c: &Connection, limit: i64) -> StoreResult<Vec<Value>> {
     };
     let mut out = Vec::new();
     for id in ids {
-        if let Some(v) = view(c, &id)? {
-            out.push(v);
+        if let Some(f) = facts(c, &id)? {
+            out.push(f);
         }
     }
     Ok(out)

@@ -1,8 +1,9 @@
-//! What a job looks like to people and programs: the [`JobView`] that the API
-//! serializes, the CLI deserializes and the engine hands to `on_job`, made
-//! from the store's [`JobFacts`]. The policy lives here, not in the store: the
-//! rate over the recent window, the ETA, the current stage, health, and the
-//! one-line status message.
+//! What jobs and campaigns look like to people and programs: the [`JobView`]
+//! that the API serializes, the CLI deserializes and the engine hands to
+//! `on_job`, made from the store's [`JobFacts`], and the [`CampaignView`] made
+//! from `campaign::CampaignFacts`. The policy lives here, not next to the SQL:
+//! rates over their windows, ETAs, the current stage, health, and the
+//! one-line status messages.
 
 use std::collections::BTreeMap;
 
@@ -10,8 +11,9 @@ use r2d2_sqlite::rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::campaign::{self, CampaignFacts};
 use crate::clock::rfc3339;
-use crate::store::model::JobStatus;
+use crate::store::model::{CampaignStatus, JobStatus, TaskState};
 use crate::store::views::{self, ErrorEntry, JobFacts, RATE_WINDOW};
 use crate::store::StoreResult;
 use crate::text::{human_duration, thousands};
@@ -110,7 +112,7 @@ impl JobView {
         let stage_idx = stages.iter().position(|s| {
             j.tasks
                 .get(*s)
-                .is_some_and(|m| m.keys().any(|k| k != "DONE" && k != "CANCELLED" && k != "FAILED"))
+                .is_some_and(|m| m.keys().any(|k| k.parse::<TaskState>().is_ok_and(|t| !t.is_final())))
         });
         let stage = |i: usize| Stage {
             name: stages[i].to_owned(),
@@ -219,5 +221,151 @@ fn message(j: &JobFacts, fraction: f64, rate: f64, eta: Option<f64>, estimated: 
             j.error.as_ref().and_then(|e| e["message"].as_str()).unwrap_or("unknown error")
         ),
         JobStatus::Cancelled => format!("Cancelled after {}/{} rows", n(processed), n(total)),
+    }
+}
+
+/// A campaign as `GET /v1/campaigns/{id}` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignView {
+    pub campaign_id: String,
+    pub parent: String,
+    pub pattern: String,
+    pub batch_size: i64,
+    pub total_children: Option<i64>,
+    pub max_failed_children: Option<i64>,
+    /// True when the daemon queues the batches; false for an outside runner.
+    pub managed: bool,
+    pub status: CampaignStatus,
+    pub error: Option<String>,
+    pub created: String,
+    pub modified: String,
+    pub finished: Option<String>,
+    pub settings: Value,
+    pub parent_batches: i64,
+    pub child_jobs: i64,
+    pub unique_children: i64,
+    pub children: ChildCounts,
+    pub next_start_position: Option<i64>,
+    pub current_batch: Option<CurrentBatch>,
+    pub progress: CampaignProgress,
+    pub status_message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChildCounts {
+    pub succeeded: i64,
+    pub failed: i64,
+    pub running: i64,
+    pub skipped: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurrentBatch {
+    pub job_id: String,
+    pub start_position: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignProgress {
+    pub processed: i64,
+    pub total: Option<i64>,
+    pub percent: Option<f64>,
+    pub items_per_second: f64,
+    pub eta_seconds: Option<f64>,
+}
+
+/// The view of campaign `id`, or `None` when there is no such campaign.
+pub fn campaign(conn: &Connection, id: &str) -> StoreResult<Option<CampaignView>> {
+    Ok(campaign::facts(conn, id)?.map(CampaignView::new))
+}
+
+impl CampaignView {
+    pub fn new(f: CampaignFacts) -> CampaignView {
+        let processed = f.succeeded + f.failed + f.skipped;
+        let total = f.known;
+        let window = (f.at - f.created).clamp(1.0, campaign::RATE_WINDOW);
+        let rate = f.recent as f64 / window;
+        let remaining = total.map(|n| (n - processed).max(0));
+        let eta = match (remaining, rate > 0.0) {
+            (Some(r), true) => Some((r as f64 / rate).round()),
+            _ => None,
+        };
+        let percent = total
+            .filter(|&n| n > 0)
+            .map(|n| (processed as f64 * 1000.0 / n as f64).round() / 10.0);
+        let n = |x: i64| thousands(x.max(0) as u64);
+        let of = total.map_or("?".into(), n);
+        let mut message = match f.status {
+            CampaignStatus::Completed => format!(
+                "Completed: {} children ingested, {} skipped, {} failed",
+                n(f.succeeded),
+                n(f.skipped),
+                n(f.failed)
+            ),
+            CampaignStatus::Failed => format!("Failed: {}", f.error.as_deref().unwrap_or("unknown error")),
+            CampaignStatus::Stopped => format!("Stopped at {}/{of} children; resume to continue", n(processed)),
+            CampaignStatus::Running | CampaignStatus::Stopping => {
+                let mut m = format!(
+                    "{} {}/{of} children",
+                    if f.status == CampaignStatus::Stopping {
+                        "Stopping after this batch:"
+                    } else {
+                        "Running:"
+                    },
+                    n(processed)
+                );
+                if let Some(p) = percent {
+                    m.push_str(&format!(" ({p:.1}%)"));
+                }
+                if rate > 0.0 {
+                    m.push_str(&format!(" · {rate:.1} children/sec"));
+                }
+                if let Some(e) = eta {
+                    m.push_str(&format!(" · ~{} remaining", human_duration(e)));
+                }
+                m.push_str(&format!(" · batch {}", f.parent_batches));
+                m
+            }
+        };
+        if f.failed > 0 && !matches!(f.status, CampaignStatus::Failed | CampaignStatus::Completed) {
+            message.push_str(&format!(" · {} failed", n(f.failed)));
+        }
+        CampaignView {
+            campaign_id: f.id,
+            parent: f.parent,
+            pattern: f.pattern,
+            batch_size: f.batch_size,
+            total_children: f.total_children,
+            max_failed_children: f.max_failed,
+            managed: f.managed,
+            status: f.status,
+            error: f.error,
+            created: rfc3339(f.created),
+            modified: rfc3339(f.modified),
+            finished: f.finished.map(rfc3339),
+            settings: f.settings,
+            parent_batches: f.parent_batches,
+            child_jobs: f.child_jobs,
+            unique_children: f.unique_children,
+            children: ChildCounts {
+                succeeded: f.succeeded,
+                failed: f.failed,
+                running: f.running,
+                skipped: f.skipped,
+            },
+            next_start_position: f.last_batch.as_ref().and_then(|l| l.0),
+            current_batch: f.last_batch.map(|(_, start, job_id)| CurrentBatch {
+                job_id,
+                start_position: start,
+            }),
+            progress: CampaignProgress {
+                processed,
+                total,
+                percent,
+                items_per_second: (rate * 100.0).round() / 100.0,
+                eta_seconds: eta,
+            },
+            status_message: message,
+        }
     }
 }

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::client::Client;
 use super::serve::DaemonArgs;
+use crate::view::CampaignView;
 
 #[derive(Debug, Subcommand)]
 pub enum CampaignCommand {
@@ -58,20 +59,25 @@ pub struct CampaignArgs {
     pub daemon: DaemonArgs,
 }
 
-fn print_campaign(c: &Value) {
-    let ch = &c["children"];
+/// The daemon's answer as a typed campaign view.
+fn campaign_view(v: &Value) -> anyhow::Result<CampaignView> {
+    serde_json::from_value(v.clone()).context("reading the daemon's campaign view (is the daemon a different batchd version?)")
+}
+
+fn print_campaign(c: &CampaignView) {
+    let ch = &c.children;
     println!(
         "{}  {:<9} batches {}  children: {} succeeded, {} failed, {} running, {} skipped  next_start_position {}",
-        c["campaign_id"].as_str().unwrap_or(""),
-        c["status"].as_str().unwrap_or(""),
-        c["parent_batches"],
-        ch["succeeded"],
-        ch["failed"],
-        ch["running"],
-        ch["skipped"],
-        c["next_start_position"]
+        c.campaign_id,
+        c.status.as_str(),
+        c.parent_batches,
+        ch.succeeded,
+        ch.failed,
+        ch.running,
+        ch.skipped,
+        c.next_start_position.map_or_else(|| "null".to_owned(), |n| n.to_string())
     );
-    println!("  {}", c["status_message"].as_str().unwrap_or(""));
+    println!("  {}", c.status_message);
 }
 
 pub fn campaign(args: CampaignArgs) -> anyhow::Result<()> {
@@ -116,7 +122,8 @@ pub fn campaign(args: CampaignArgs) -> anyhow::Result<()> {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                let all = list["campaigns"].as_array().cloned().unwrap_or_default();
+                let all: Vec<CampaignView> =
+                    serde_json::from_value(list["campaigns"].clone()).context("reading the daemon's campaign list")?;
                 if all.is_empty() {
                     println!("no campaigns");
                 }
@@ -131,7 +138,7 @@ pub fn campaign(args: CampaignArgs) -> anyhow::Result<()> {
         if args.json {
             println!("{}", serde_json::to_string(&c)?);
         } else {
-            print_campaign(&c);
+            print_campaign(&campaign_view(&c)?);
         }
         let ended = matches!(c["status"].as_str(), Some("COMPLETED" | "STOPPED" | "FAILED"));
         if !follow || ended {

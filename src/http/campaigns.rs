@@ -127,8 +127,8 @@ impl Api {
     }
 
     pub(super) fn campaign(&self, id: &str) -> Result<Reply, Reply> {
-        match self.store.read(|c| crate::campaign::view(c, id)).map_err(internal)? {
-            Some(v) => Ok(reply(200, v)),
+        match self.store.read(|c| crate::view::campaign(c, id)).map_err(internal)? {
+            Some(v) => Ok(reply(200, serde_json::to_value(v).map_err(internal)?)),
             None => Ok(fail(404, "NOT_FOUND", format!("no campaign {id:?}"))),
         }
     }
@@ -136,6 +136,7 @@ impl Api {
     pub(super) fn campaigns(&self, q: &BTreeMap<String, String>) -> Result<Reply, Reply> {
         let limit = bounded(q, "limit", 50, 1, 500)?;
         let list = self.store.read(|c| crate::campaign::list(c, limit)).map_err(internal)?;
+        let list: Vec<crate::view::CampaignView> = list.into_iter().map(crate::view::CampaignView::new).collect();
         Ok(reply(200, json!({"campaigns": list})))
     }
 

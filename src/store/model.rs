@@ -100,6 +100,37 @@ words! {
     }
 }
 
+words! {
+    /// Where a campaign stands.
+    CampaignStatus {
+        Running = "RUNNING",
+        /// Stops once the current batch has ended.
+        Stopping = "STOPPING",
+        Stopped = "STOPPED",
+        Completed = "COMPLETED",
+        Failed = "FAILED",
+    }
+}
+
+words! {
+    /// Where a task stands.
+    TaskState {
+        Waiting = "WAITING",
+        Ready = "READY",
+        Running = "RUNNING",
+        Done = "DONE",
+        Failed = "FAILED",
+        Cancelled = "CANCELLED",
+    }
+}
+
+impl TaskState {
+    /// A task in one of these will not run again.
+    pub fn is_final(self) -> bool {
+        matches!(self, TaskState::Done | TaskState::Failed | TaskState::Cancelled)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
