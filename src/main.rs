@@ -1,3 +1,7 @@
+//! The `batchd` binary: parses the command line, sets up logging, runs the
+//! command, and prints an error once as `batchd: {err:#}` with its documented
+//! exit code (see `batchd::exit`).
+
 use clap::Parser;
 
 fn main() {

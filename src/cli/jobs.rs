@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::client::Client;
 use super::serve::DaemonArgs;
+use crate::store::model::JobStatus;
 use crate::store::views::PartView;
 use crate::view::JobView;
 
@@ -143,20 +144,22 @@ pub(super) fn follow_job(client: &Client, id: &str, json_out: bool) -> anyhow::R
         b
     });
     let mut last_message = String::new();
-    let job = loop {
-        let job = client.ok("GET", &format!("/v1/jobs/{id}"), None)?;
-        let msg = job["status_message"].as_str().unwrap_or("").to_owned();
+    // The raw answer is kept for --json, which prints what the daemon sent.
+    let (raw, job) = loop {
+        let raw = client.ok("GET", &format!("/v1/jobs/{id}"), None)?;
+        let job = job_view(raw.clone())?;
+        let msg = job.status_message.clone();
         match &bar {
             Some(b) => {
-                b.set_position((job["status_detail"]["percent_complete"].as_f64().unwrap_or(0.0) * 1000.0) as u64);
+                b.set_position((job.status_detail.percent_complete * 1000.0) as u64);
                 b.set_message(msg.clone());
             }
             None if !json_out && msg != last_message => eprintln!("{msg}"),
             None => {}
         }
         last_message = msg;
-        if matches!(job["status"].as_str(), Some("COMPLETED" | "FAILED" | "CANCELLED")) {
-            break job;
+        if job.status.is_final() {
+            break (raw, job);
         }
         std::thread::sleep(Duration::from_millis(300));
     };
@@ -164,16 +167,17 @@ pub(super) fn follow_job(client: &Client, id: &str, json_out: bool) -> anyhow::R
         b.finish_and_clear();
     }
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&job)?);
+        println!("{}", serde_json::to_string_pretty(&raw)?);
     } else {
-        print_job(&job_view(job.clone())?);
+        print_job(&job);
     }
-    match job["status"].as_str() {
-        Some("COMPLETED") => Ok(()),
-        Some("FAILED") => Err(crate::Error::JobFailed {
+    let field = |k: &str| job.error.as_ref().and_then(|e| e[k].as_str()).map(str::to_owned);
+    match job.status {
+        JobStatus::Completed => Ok(()),
+        JobStatus::Failed => Err(crate::Error::JobFailed {
             id: id.to_owned(),
-            code: job["error"]["code"].as_str().unwrap_or("INTERNAL").to_owned(),
-            message: job["error"]["message"].as_str().unwrap_or("unknown error").to_owned(),
+            code: field("code").unwrap_or_else(|| "INTERNAL".to_owned()),
+            message: field("message").unwrap_or_else(|| "unknown error".to_owned()),
         }
         .into()),
         _ => bail!("job {id} was cancelled"),
