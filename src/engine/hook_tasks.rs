@@ -14,7 +14,6 @@ use crate::split::Progress;
 use crate::store::jobs::{self, Task};
 use crate::store::model::PartState;
 use crate::store::views::{self, PartView};
-use crate::store::StoreResult;
 
 impl Engine {
     /// Runs `hook` once for `task`, records the run as an event, and turns a
@@ -101,7 +100,7 @@ impl Engine {
         let stall = self.config.engine.stall_seconds;
         let (view, parts) = self
             .store
-            .read(|c| -> StoreResult<_> { Ok((crate::view::job(c, &task.job_id, stall)?, views::parts(c, &task.job_id)?)) })?;
+            .read(|c| Ok((crate::view::job(c, &task.job_id, stall)?, views::parts(c, &task.job_id)?)))?;
         let done: Vec<&PartView> = parts.iter().filter(|p| p.state == PartState::Done).collect();
         let v = view.as_ref();
         let env = vec![

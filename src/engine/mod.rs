@@ -29,7 +29,7 @@ use crate::split::{self, PartHook, Plan, Progress, Source, SplitOptions};
 use crate::store::jobs::{self, Task};
 use crate::store::model::{JobStatus, TaskKind};
 use crate::store::parts::{self, PartRow};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 struct Running {
     job_id: String,
@@ -212,7 +212,7 @@ impl Engine {
     /// trip through the database writer: if the writer is stuck, so is this
     /// loop, the pings stop and systemd restarts us.
     fn notify_systemd(&self, last: &mut (Instant, u64)) {
-        let alive = self.store.write_quiet(|_| Ok::<_, StoreError>(())).is_ok();
+        let alive = self.store.write_quiet(|_| Ok(())).is_ok();
         let queued = self
             .store
             .read(|c| {

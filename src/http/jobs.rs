@@ -96,7 +96,7 @@ impl Api {
         let id = id.to_owned();
         let (exists, parts) = self
             .store
-            .read(|c| -> StoreResult<_> { Ok((views::exists(c, &id)?, views::parts(c, &id)?)) })
+            .read(|c| Ok((views::exists(c, &id)?, views::parts(c, &id)?)))
             .map_err(internal)?;
         if !exists {
             return Ok(reject(Reject::NotFound));

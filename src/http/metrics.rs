@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::reply::{internal, Reply};
 use super::Api;
-use crate::store::{counters, jobs, StoreResult};
+use crate::store::{counters, jobs};
 use crate::triggers::schedule;
 
 impl Api {
@@ -14,7 +14,7 @@ impl Api {
         let running = self.engine.running_tasks();
         let (counters, watched, states) = self
             .store
-            .read(|c| -> StoreResult<_> {
+            .read(|c| {
                 Ok((
                     counters::all(c)?,
                     counters::watch_files_detected(c)?,

@@ -36,6 +36,7 @@ const WHOLE: u64 = 1 << 20;
 const CHUNK: usize = 256 * 1024;
 /// Data of entries seen before the manifest that we hold on to, hoping it follows.
 const PENDING_MAX: u64 = 16 << 20;
+
 /// Reads the current entry's data: sends it to `targets` (if any) and returns its CRC.
 #[allow(clippy::too_many_arguments)]
 fn forward<R: TarInput>(
@@ -270,9 +271,6 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
         })();
         drop(tx);
         drop(pool); // its spare buffers (up to 4.5 MiB) are not needed for planning
-                    // The decoder allocates each small entry's buffer and the writer thread
-                    // frees it: about 8 MiB of free heap at 200,000 entries, returned here.
-        crate::mem::release_free_memory();
         let written = match handle {
             Some(h) => h.join().expect("writer thread panicked"),
             None => Ok(Vec::new()),
@@ -292,6 +290,10 @@ pub fn single_pass(opts: &SplitOptions, progress: &Progress) -> Result<SinglePas
             Mode::Route(r) => Some(r.into_guess()),
             _ => None,
         };
+        // The decoder allocated each small entry's buffer and the writer thread
+        // freed it: about 8 MiB of free heap at 200,000 entries, returned now
+        // that both threads and the router are done, before planning.
+        crate::mem::release_free_memory();
         let finish = (|| -> Result<SinglePass> {
             let mut source = Source::from_index(path, SourceKind::TarGz, std::mem::take(&mut entries), std::mem::take(&mut captured))?;
             source.ignored = std::mem::take(&mut ignored);

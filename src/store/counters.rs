@@ -5,23 +5,25 @@
 
 use std::collections::BTreeMap;
 
+use r2d2_sqlite::rusqlite::types::FromSql;
 use r2d2_sqlite::rusqlite::Connection;
 
 use super::StoreResult;
 
 /// Every counter by name (`jobs:QUEUED`, `rows_processed`, `task_seconds_sum:PACK`, …).
 pub fn all(c: &Connection) -> StoreResult<BTreeMap<String, f64>> {
-    let v = c
-        .prepare_cached("SELECT name, value FROM counters")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>();
-    Ok(v?)
+    pairs(c, "SELECT name, value FROM counters")
 }
 
 /// Files taken from each watched inbox that has taken any.
 pub fn watch_files_detected(c: &Connection) -> StoreResult<BTreeMap<String, i64>> {
+    pairs(c, "SELECT watch, COUNT(*) FROM watch_files GROUP BY watch")
+}
+
+/// A two-column query as a map from the first column to the second.
+fn pairs<V: FromSql>(c: &Connection, sql: &str) -> StoreResult<BTreeMap<String, V>> {
     let v = c
-        .prepare_cached("SELECT watch, COUNT(*) FROM watch_files GROUP BY watch")?
+        .prepare_cached(sql)?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>();
     Ok(v?)

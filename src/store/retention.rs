@@ -13,8 +13,8 @@ use r2d2_sqlite::rusqlite::params;
 use serde::Serialize;
 use serde_json::json;
 
+use super::Store;
 use super::{jobs, parts};
-use super::{Store, StoreResult};
 use crate::signals::Stop;
 
 /// Jobs removed per transaction.
@@ -54,7 +54,7 @@ pub fn prune(store: &Store, cutoff: f64, delete_parts: bool, dry_run: bool) -> a
             break;
         }
         let paths: Vec<String> = if delete_parts {
-            store.read(|c| -> StoreResult<_> {
+            store.read(|c| {
                 let mut v = Vec::new();
                 for id in &ids {
                     v.extend(parts::part_paths(c, id)?);

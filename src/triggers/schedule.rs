@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use super::cron::Rule;
 use crate::config::{Config, Misfire, Schedule};
 use crate::store::jobs::{self, NewJob};
-use crate::store::{Store, StoreResult};
+use crate::store::Store;
 
 /// A fire seen within this long after its time is on time; later, it was missed.
 pub const ON_TIME: Duration = Duration::from_secs(60);
@@ -261,7 +261,7 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
     let settings = config.defaults.settings(s.batch_size, s.file_column.as_ref());
     let name = s.name.clone();
     let (data_dir, output_dir) = (config.data_dir.clone(), s.output_dir.clone());
-    Ok(store.write(move |tx| -> StoreResult<_> {
+    Ok(store.write(move |tx| {
         let taken = tx.execute(
             "INSERT INTO schedule_fires (schedule, scheduled_at, manual, fired_at, result, late) VALUES (?1, ?2, ?3, ?4, 'EMPTY', ?5)
              ON CONFLICT (schedule, scheduled_at, manual) DO NOTHING",

@@ -37,7 +37,7 @@ use serde_json::json;
 
 use crate::config::{Config, Duplicates, OnSuccess, Watch};
 use crate::store::jobs::{self, NewJob};
-use crate::store::{Store, StoreResult};
+use crate::store::Store;
 
 const SCAN_EVERY: Duration = Duration::from_millis(500);
 
@@ -261,7 +261,7 @@ impl Watcher {
             "watch",
         );
         let (watch, skip, sha2) = (w.name.clone(), w.duplicates == Duplicates::Skip, sha.clone());
-        let outcome = self.store.write(move |tx| -> StoreResult<_> {
+        let outcome = self.store.write(move |tx| {
             // Checked in the transaction that records this file's hash, so two
             // copies claimed back to back cannot both pass.
             // A job pruned by retention leaves its row with job_id NULL and its outcome.
