@@ -21,10 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::ids::random_u64;
-
 use crate::config::Config;
 use crate::error::Error;
+use crate::ids::random_u64;
 use crate::split::{self, PartHook, Plan, Progress, Source, SplitOptions};
 use crate::store::jobs::{self, Task};
 use crate::store::model::{JobStatus, TaskKind};

@@ -32,7 +32,6 @@ use self::reply::{fail, reply, Reply};
 use self::routes::{Endpoint, Lookup};
 use crate::config::Config;
 use crate::engine::Engine;
-
 use crate::store::Store;
 use crate::triggers::schedule::Clock;
 

@@ -70,12 +70,6 @@ pub enum StoreError {
     Other(#[from] anyhow::Error),
 }
 
-impl From<Reject> for StoreError {
-    fn from(r: Reject) -> Self {
-        StoreError::Refused(r)
-    }
-}
-
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         StoreError::Other(anyhow::Error::new(e).context("a stored JSON value does not parse"))
