@@ -1,4 +1,4 @@
--- batchd's whole current SQLite schema (version 6), applied in one transaction
+-- batchd's whole current SQLite schema (version 7), applied in one transaction
 -- to a new database. The version lives in PRAGMA user_version; a database made
 -- by an older batchd is moved forward by migrations/NNN_*.sql, in order, in the
 -- same start-up transaction (migrations/001_initial.sql is version 1, kept so
@@ -27,7 +27,9 @@ CREATE TABLE jobs (
     campaign_id     TEXT,
     parent_job_id   TEXT REFERENCES jobs(id),
     start_position  INTEGER,
-    next_start_position INTEGER
+    next_start_position INTEGER,
+    running         INTEGER NOT NULL DEFAULT 0,       -- PLAN/PACK/FINISH tasks RUNNING now (kept by triggers)
+    max_running     INTEGER                           -- the job's own cap on running tasks, NULL for none
 );
 CREATE INDEX jobs_status ON jobs(status, seq);
 
@@ -229,3 +231,31 @@ CREATE INDEX jobs_parent ON jobs(parent_job_id);
 CREATE INDEX campaign_children_job ON campaign_children(job_id);
 CREATE INDEX campaign_children_parent ON campaign_children(parent_job_id);
 CREATE INDEX idempotency_job ON idempotency(job_id);
+
+-- A fair queue: claiming serves, among jobs of the top priority, the one
+-- running fewest tasks (jobs.running, kept here), so a 50-row job submitted
+-- behind a 40,000-row one starts at the next free worker. HOOK tasks have
+-- their own threads and are not counted.
+CREATE TRIGGER tasks_running_start AFTER UPDATE OF state ON tasks
+    WHEN NEW.state = 'RUNNING' AND OLD.state != 'RUNNING' AND NEW.kind != 'HOOK' BEGIN
+    UPDATE jobs SET running = running + 1 WHERE id = NEW.job_id;
+END;
+CREATE TRIGGER tasks_running_end AFTER UPDATE OF state ON tasks
+    WHEN OLD.state = 'RUNNING' AND NEW.state != 'RUNNING' AND OLD.kind != 'HOOK' BEGIN
+    UPDATE jobs SET running = running - 1 WHERE id = OLD.job_id;
+END;
+CREATE TRIGGER tasks_running_delete AFTER DELETE ON tasks
+    WHEN OLD.state = 'RUNNING' AND OLD.kind != 'HOOK' BEGIN
+    UPDATE jobs SET running = running - 1 WHERE id = OLD.job_id;
+END;
+CREATE INDEX jobs_busy ON jobs(priority DESC, running, seq) WHERE running > 0 AND status IN ('QUEUED', 'PROCESSING');
+
+-- The queue's pause switch (one row): paused, no task is claimed; running
+-- tasks finish, and watches and schedules still record arrivals.
+CREATE TABLE queue (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    paused    INTEGER NOT NULL DEFAULT 0,
+    since     REAL,
+    reason    TEXT
+);
+INSERT INTO queue (id, paused) VALUES (1, 0);

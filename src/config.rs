@@ -49,6 +49,9 @@ pub struct Hooks {
     pub max_attempts: u32,
     /// Wait before the second attempt; doubles with each further one.
     pub backoff_seconds: f64,
+    /// Part hooks run at once, on their own threads, so delivering parts
+    /// overlaps packing the rest.
+    pub workers: usize,
 }
 
 impl Default for Hooks {
@@ -59,6 +62,7 @@ impl Default for Hooks {
             timeout_seconds: 300.0,
             max_attempts: 3,
             backoff_seconds: 5.0,
+            workers: 2,
         }
     }
 }
@@ -241,6 +245,28 @@ pub struct Engine {
     pub task_timeout_seconds: u64,
     /// A processing job without progress for this long is reported unhealthy.
     pub stall_seconds: u64,
+    /// Where PLAN and PACK run: in worker processes (a panic, an abort or a
+    /// runaway allocation ends that worker, not the daemon) or on the
+    /// daemon's own threads.
+    pub isolation: Isolation,
+    /// A worker process is replaced after this many tasks (0: never), so a
+    /// slow leak or a fragmented heap cannot build up.
+    pub max_tasks_per_worker: u32,
+    /// Hard cap on a worker's data segment (RLIMIT_DATA), MiB; 0 for none.
+    pub worker_memory_mib: u64,
+    /// The program started as a worker (with the argument `worker`): by
+    /// default this daemon's own binary. Only for a daemon embedded in
+    /// another program (the test suite), which must name a batchd binary.
+    pub worker_program: Option<PathBuf>,
+}
+
+/// Where the engine runs tasks that read sources.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    #[default]
+    Process,
+    Thread,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -292,6 +318,10 @@ impl Default for Engine {
             backoff_max_seconds: 300,
             task_timeout_seconds: 3600,
             stall_seconds: 600,
+            isolation: Isolation::Process,
+            max_tasks_per_worker: 100,
+            worker_memory_mib: 4096,
+            worker_program: None,
         }
     }
 }
@@ -363,6 +393,9 @@ impl Config {
         }
         if self.http.workers == 0 {
             return bad("http.workers", "must be at least 1");
+        }
+        if self.hooks.workers == 0 {
+            return bad("hooks.workers", "must be at least 1");
         }
         if self.engine.max_attempts == 0 {
             return bad("engine.max_attempts", "must be at least 1");

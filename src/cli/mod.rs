@@ -47,6 +47,9 @@ pub enum Command {
     Campaign(campaign::CampaignArgs),
     /// Prune finished jobs older than the retention age (or --older-than-days).
     Clean(clean::CleanArgs),
+    /// A worker process of the daemon (started by `serve`; speaks on stdin/stdout).
+    #[command(hide = true)]
+    Worker,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -67,5 +70,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schedules(args) => schedules::schedules(args),
         Command::Campaign(args) => campaign::campaign(args),
         Command::Clean(args) => clean::clean(args),
+        Command::Worker => crate::engine::worker::main(),
     }
 }

@@ -1,57 +1,76 @@
-//! The engine: a bounded pool of worker threads that claim tasks from the
-//! database (job priority, then FIFO), run them, and record the outcome. PLAN
-//! indexes a source and plans its parts; PACK makes parts (one task per part for
-//! random-access sources, one for a whole TAR.GZ); FINISH closes the job.
+//! The engine: a bounded pool of threads that claim tasks from the database
+//! (by job priority, and in turn between jobs of the same priority, so a small
+//! job never waits for a large one), run them, and record the outcome. PLAN
+//! indexes a source and plans its parts; PACK makes parts (one task per part
+//! for random-access sources, one for a whole TAR.GZ); FINISH closes the job.
+//! PLAN and PACK run in worker processes (`pool.rs`, `worker.rs`) or, with
+//! `engine.isolation = "thread"`, on the claiming thread; both run `exec.rs`.
 //!
-//! Bad input fails a job at once; transient errors (I/O, disk full, timeouts) are
-//! retried with exponential backoff and jitter up to `max_attempts`. Cancelling a
-//! job, a task timeout and shutdown all stop running tasks at the next entry
-//! boundary through the task's `Progress::cancel` flag. Workers never hold a
-//! database connection: they go through [`Store::write`] and [`Store::read`].
-//! The HOOK and FINISH tasks' site programs are run from `hook_tasks`.
+//! Bad input fails a job at once; transient errors (I/O, disk full, timeouts,
+//! a crashed worker) are retried with exponential backoff and jitter up to
+//! `max_attempts`. Cancelling a job and shutdown stop running tasks at the next
+//! entry boundary; a task past its timeout is stopped the same way in thread
+//! mode and has its worker killed in process mode. The engine never holds a
+//! database connection: it goes through [`Store::write`] and [`Store::read`].
+//! HOOK tasks run on their own threads (`hooks.workers`), so delivering parts
+//! overlaps packing; the site programs are run from `hook_tasks`.
 
+pub mod exec;
 mod hook_tasks;
+pub mod pool;
+pub mod worker;
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-
-use crate::config::Config;
-use crate::error::Error;
+use crate::config::{Config, Isolation};
 use crate::ids::random_u64;
-use crate::split::{self, PartHook, Plan, Progress, Source, SplitOptions};
-use crate::store::jobs::{self, Task};
+use crate::split::{self, PartHook, Progress, SplitOptions};
+use crate::store::jobs::{self, Claim, Task};
 use crate::store::model::{JobStatus, TaskKind};
-use crate::store::parts::{self, PartRow};
+use crate::store::parts;
 use crate::store::Store;
+pub use exec::{Failure, TaskError};
+use exec::{Outcome, PlanCache, Work};
 
 struct Running {
     job_id: String,
     progress: Arc<Progress>,
     started: Instant,
-    timed_out: Arc<AtomicBool>,
+    timed_out: AtomicBool,
+    /// The worker process running this task, in process mode.
+    link: Mutex<Option<Arc<pool::Link>>>,
 }
 
-/// A planned source, kept between PLAN and its PACK tasks so they need not index
-/// the source again (after a restart they do, once).
-type PlanEntry = Arc<(Source, Plan, SplitOptions)>;
+impl Running {
+    /// Stops the task at the next entry boundary.
+    fn stop(&self) {
+        self.progress.cancel.store(true, Ordering::SeqCst);
+        if let Some(link) = &*self.link.lock().unwrap() {
+            link.cancel();
+        }
+    }
+}
 
 pub struct Engine {
     store: Store,
     config: Arc<Config>,
     stopping: AtomicBool,
-    running: Mutex<HashMap<i64, Running>>,
+    running: Mutex<HashMap<i64, Arc<Running>>>,
     /// Rung when a task starts, so the timeout supervisor can sleep while none runs.
     started: crate::signals::EventBell,
-    plans: Mutex<HashMap<(String, i64), PlanEntry>>,
+    /// Plans kept between PLAN and PACK in thread mode (workers keep their own).
+    plans: PlanCache,
+    /// Worker processes, in process mode.
+    pool: Option<pool::Pool>,
     /// Rows packed by tasks that have ended; with the running tasks' own counts
     /// this gives the rate shown in systemd's STATUS line.
-    rows_finished: std::sync::atomic::AtomicU64,
+    rows_finished: AtomicU64,
 }
 
 pub struct EngineHandle {
@@ -65,7 +84,7 @@ impl EngineHandle {
     pub fn shutdown(self, deadline: Duration) {
         self.engine.stopping.store(true, Ordering::SeqCst);
         for r in self.engine.running.lock().unwrap().values() {
-            r.progress.cancel.store(true, Ordering::SeqCst);
+            r.stop();
         }
         self.engine.store.bell.ring();
         self.engine.started.ring();
@@ -78,18 +97,10 @@ impl EngineHandle {
                 let _ = t.join();
             }
         }
+        if let Some(pool) = &self.engine.pool {
+            pool.shutdown();
+        }
     }
-}
-
-/// What kind of failure a task attempt ended in, as the retry policy sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// I/O, disk full, a timeout, an internal error: worth another attempt.
-    Transient,
-    /// The source itself is at fault: another attempt cannot help.
-    BadInput,
-    /// A hook exited non-zero or timed out: retried on the hooks' own schedule.
-    Hook,
 }
 
 /// The retry policy: seconds until a task that failed its `attempts`th attempt
@@ -99,7 +110,7 @@ pub enum Failure {
 pub fn retry_in(config: &Config, failure: Failure, attempts: u32) -> Option<f64> {
     let doubling = |base: f64| base * 2f64.powi(attempts.saturating_sub(1).min(30) as i32);
     match failure {
-        Failure::BadInput => None,
+        Failure::BadInput | Failure::Cancelled => None,
         Failure::Hook => (attempts < config.hooks.max_attempts).then(|| doubling(config.hooks.backoff_seconds)),
         Failure::Transient => (attempts < config.engine.max_attempts).then(|| {
             let e = &config.engine;
@@ -109,30 +120,37 @@ pub fn retry_in(config: &Config, failure: Failure, attempts: u32) -> Option<f64>
     }
 }
 
-pub fn error_json(e: &Error) -> Value {
-    json!({"code": e.code(), "message": e.to_string(), "entry": e.entry(), "line": e.line()})
-}
-
 impl Engine {
     pub fn start(store: Store, config: Arc<Config>) -> anyhow::Result<EngineHandle> {
         recover(&store)?;
+        crate::failpoint::reset();
+        let workers = config.engine_workers();
+        let pool = (config.engine.isolation == Isolation::Process)
+            .then(|| {
+                let e = &config.engine;
+                pool::Pool::new(e.worker_program.clone(), e.max_tasks_per_worker, e.worker_memory_mib)
+            });
         let engine = Arc::new(Engine {
             store,
-            config,
             stopping: AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
             started: crate::signals::EventBell::default(),
-            plans: Mutex::new(HashMap::new()),
-            rows_finished: std::sync::atomic::AtomicU64::new(0),
+            plans: PlanCache::new(2 * workers + 2),
+            pool,
+            rows_finished: AtomicU64::new(0),
+            config,
         });
         let mut threads = Vec::new();
-        for i in 0..engine.config.engine_workers() {
-            let e = Arc::clone(&engine);
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("batchd-worker-{i}"))
-                    .spawn(move || e.worker())?,
-            );
+        let pools = [(Claim::Work, workers, "worker"), (Claim::Hooks, engine.config.hooks.workers, "hook")];
+        for (claim, n, name) in pools {
+            for i in 0..n {
+                let e = Arc::clone(&engine);
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("batchd-{name}-{i}"))
+                        .spawn(move || e.worker(claim))?,
+                );
+            }
         }
         let e = Arc::clone(&engine);
         threads.push(
@@ -147,7 +165,7 @@ impl Engine {
     pub fn cancel_job(&self, job_id: &str) {
         for r in self.running.lock().unwrap().values() {
             if r.job_id == job_id {
-                r.progress.cancel.store(true, Ordering::SeqCst);
+                r.stop();
             }
         }
         self.forget(job_id);
@@ -156,22 +174,26 @@ impl Engine {
     /// Drops what is kept in memory for a job that has ended, and gives freed
     /// memory back to the system: an edge daemon sits idle most of the time.
     fn forget(&self, job_id: &str) {
-        self.plans.lock().unwrap().retain(|k, _| k.0 != job_id);
-        // SAFETY: malloc_trim only releases free heap pages.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        self.plans.forget(job_id);
+        crate::mem::release_free_memory();
     }
 
     pub fn running_tasks(&self) -> usize {
         self.running.lock().unwrap().len()
     }
 
-    fn worker(&self) {
+    /// Worker processes started and crashed since the daemon started (zero in thread mode).
+    pub fn worker_counts(&self) -> (u64, u64) {
+        self.pool.as_ref().map_or((0, 0), |p| {
+            (p.started.load(Ordering::Relaxed), p.crashed.load(Ordering::Relaxed))
+        })
+    }
+
+    fn worker(&self, claim: Claim) {
         while !self.stopping.load(Ordering::SeqCst) {
             // Read before claiming, so a submit that lands in between still wakes us.
             let generation = self.store.bell.generation();
-            match self.store.write_quiet(jobs::claim) {
+            match self.store.write_quiet(move |tx| jobs::claim(tx, claim)) {
                 Ok(Some(task)) => {
                     self.store.bell.ring();
                     self.run(task)
@@ -181,7 +203,7 @@ impl Engine {
                     // or the earliest backoff ends; never poll in a loop.
                     let wait = self
                         .store
-                        .read(jobs::next_ready_in)
+                        .read(move |c| jobs::next_ready_in(c, claim))
                         .ok()
                         .flatten()
                         .map_or(30.0, |s| s.clamp(0.01, 30.0));
@@ -212,21 +234,21 @@ impl Engine {
     /// loop, the pings stop and systemd restarts us.
     fn notify_systemd(&self, last: &mut (Instant, u64)) {
         let alive = self.store.write_quiet(|_| Ok(())).is_ok();
-        let queued = self
+        let (queued, paused) = self
             .store
             .read(|c| {
-                Ok(
-                    c.query_row("SELECT COUNT(*) FROM jobs WHERE status IN ('QUEUED', 'PROCESSING')", [], |r| {
-                        r.get::<_, i64>(0)
-                    })?,
-                )
+                let queued = c.query_row("SELECT COUNT(*) FROM jobs WHERE status IN ('QUEUED', 'PROCESSING')", [], |r| {
+                    r.get::<_, i64>(0)
+                })?;
+                Ok((queued, jobs::queue_state(c)?.paused))
             })
-            .unwrap_or(-1);
+            .unwrap_or((-1, false));
         let rows = self.rows_packed();
         let rate = rows.saturating_sub(last.1) as f64 / last.0.elapsed().as_secs_f64().max(0.001);
         *last = (Instant::now(), rows);
         let status = format!(
-            "STATUS={} tasks running, {queued} jobs queued or processing, {} rows/s",
+            "STATUS={}{} tasks running, {queued} jobs queued or processing, {} rows/s",
+            if paused { "queue PAUSED, " } else { "" },
             self.running_tasks(),
             crate::text::thousands(rate.round() as u64)
         );
@@ -249,7 +271,12 @@ impl Engine {
             let running = self.running.lock().unwrap();
             for r in running.values() {
                 if r.started.elapsed() > limit && !r.timed_out.swap(true, Ordering::SeqCst) {
-                    r.progress.cancel.store(true, Ordering::SeqCst);
+                    // A worker process is killed: a task stuck in a system call
+                    // or a loop never reaches an entry boundary.
+                    match &*r.link.lock().unwrap() {
+                        Some(link) => link.kill(),
+                        None => r.stop(),
+                    }
                 }
             }
             // Nothing running, nothing to time out: sleep until a task starts.
@@ -265,20 +292,17 @@ impl Engine {
     }
 
     fn run(&self, task: Task) {
-        let progress = Arc::new(Progress {
-            on_part: self.part_hook(&task),
-            ..Progress::default()
+        let running = Arc::new(Running {
+            job_id: task.job_id.clone(),
+            progress: Arc::new(Progress {
+                on_part: self.part_hook(&task),
+                ..Progress::default()
+            }),
+            started: Instant::now(),
+            timed_out: AtomicBool::new(false),
+            link: Mutex::new(None),
         });
-        let timed_out = Arc::new(AtomicBool::new(false));
-        self.running.lock().unwrap().insert(
-            task.id,
-            Running {
-                job_id: task.job_id.clone(),
-                progress: Arc::clone(&progress),
-                started: Instant::now(),
-                timed_out: Arc::clone(&timed_out),
-            },
-        );
+        self.running.lock().unwrap().insert(task.id, Arc::clone(&running));
         self.started.ring();
         // A job cancelled between the claim and now is stopped right away.
         if self
@@ -288,29 +312,31 @@ impl Engine {
             .flatten()
             .is_some_and(|j| j.status == JobStatus::Cancelled)
         {
-            progress.cancel.store(true, Ordering::SeqCst);
+            running.stop();
         }
         let started = Instant::now();
-        let result = match task.kind {
-            TaskKind::Plan => self.plan(&task),
-            TaskKind::Pack => self.pack(&task, &progress),
-            TaskKind::Hook => self.part_hook_task(&task, &progress),
-            TaskKind::Finish => self.job_hook(&task, "COMPLETED", &progress).and_then(|()| {
-                let r = self.store.write({
-                    let task = task.clone();
-                    move |tx| jobs::finish(tx, &task)
-                });
-                crate::failpoint::hit("job.finished");
-                self.forget(&task.job_id);
-                Ok(r?)
-            }),
-        };
+        let progress = &running.progress;
+        // A panic (on this thread, in thread mode) fails the attempt like any
+        // other error: no task is left RUNNING by a live daemon.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| match task.kind {
+            TaskKind::Plan | TaskKind::Pack => self.source_task(&task, &running),
+            TaskKind::Hook => self.part_hook_task(&task, progress).map_err(TaskError::from),
+            TaskKind::Finish => self.finish_task(&task, progress).map_err(TaskError::from),
+        }))
+        .unwrap_or_else(|panic| {
+            let msg = exec::panic_message(&*panic);
+            Err(TaskError::new(
+                "WORKER_CRASHED",
+                format!("WORKER_CRASHED: the {} task panicked on an engine thread: {msg}", task.kind),
+                Failure::Transient,
+            ))
+        });
         self.running.lock().unwrap().remove(&task.id);
         self.rows_finished
             .fetch_add(progress.rows_done.load(Ordering::Relaxed), Ordering::Relaxed);
         tracing::debug!(task = task.id, kind = %task.kind, seconds = started.elapsed().as_secs_f64(), ok = result.is_ok(), "task finished");
         if let Err(err) = result {
-            self.failed(&task, err, timed_out.load(Ordering::SeqCst));
+            self.failed(&task, err, running.timed_out.load(Ordering::SeqCst));
         }
         if matches!(task.kind, TaskKind::Plan | TaskKind::Pack) {
             // Planning and packing a large source leave megabytes of free
@@ -323,6 +349,17 @@ impl Engine {
             // test): once this task has stopped, they are removed again.
             self.remove_parts_if_failed(&task.job_id);
         }
+    }
+
+    fn finish_task(&self, task: &Task, progress: &Progress) -> anyhow::Result<()> {
+        self.job_hook(task, "COMPLETED", progress)?;
+        let r = self.store.write({
+            let task = task.clone();
+            move |tx| jobs::finish(tx, &task)
+        });
+        crate::failpoint::hit("job.finished");
+        self.forget(&task.job_id);
+        Ok(r?)
     }
 
     /// Removes a FAILED job's parts: a failed delivery must not leave anything
@@ -347,41 +384,35 @@ impl Engine {
         }
     }
 
-    fn failed(&self, task: &Task, err: anyhow::Error, timed_out: bool) {
-        let lib = err.downcast_ref::<Error>();
-        let cancelled = matches!(lib, Some(Error::Cancelled));
-        if cancelled && !timed_out {
+    fn failed(&self, task: &Task, err: TaskError, timed_out: bool) {
+        if err.failure == Failure::Cancelled && !timed_out {
             let (id, job_id) = (task.id, task.job_id.clone());
             if let Err(e) = self.store.write(move |tx| jobs::stopped(tx, id, &job_id)) {
                 tracing::error!("recording a stopped task: {e:#}");
             }
             return;
         }
-        let error = match (lib, timed_out) {
-            (_, true) => {
-                json!({"code": "TASK_TIMEOUT", "message": format!("TASK_TIMEOUT: the task ran longer than {} s", self.config.engine.task_timeout_seconds), "entry": null, "line": null})
-            }
-            (Some(e), _) => error_json(e),
-            (None, _) => json!({"code": "INTERNAL", "message": format!("{err:#}"), "entry": null, "line": null}),
-        };
-        let hook_failed = matches!(lib, Some(Error::Hook { .. }));
-        let failure = if hook_failed {
-            Failure::Hook
-        } else if timed_out || lib.is_none_or(|e| !e.is_bad_input()) {
-            Failure::Transient
+        let err = if timed_out {
+            let limit = self.config.engine.task_timeout_seconds;
+            TaskError::new(
+                "TASK_TIMEOUT",
+                format!("TASK_TIMEOUT: the task ran longer than {limit} s (engine.task_timeout_seconds) and was stopped"),
+                Failure::Transient,
+            )
         } else {
-            Failure::BadInput
+            err
         };
+        let error = err.json();
         let attempts = task.attempts as u32;
-        let retry_in = retry_in(&self.config, failure, attempts);
-        tracing::warn!(job = %task.job_id, task = %task.kind, attempt = attempts, "task failed: {err:#}");
+        let retry_in = retry_in(&self.config, err.failure, attempts);
+        tracing::warn!(job = %task.job_id, task = %task.kind, attempt = attempts, "task failed: {}", err.message);
         let t = task.clone();
         match self.store.write(move |tx| jobs::task_failed(tx, &t, &error, retry_in)) {
             Ok(true) => {
                 self.cancel_job(&task.job_id);
                 self.remove_parts_if_failed(&task.job_id);
                 // on_job hears of the failure too, unless on_job itself failed.
-                if !(hook_failed && task.kind == TaskKind::Finish) {
+                if !(err.failure == Failure::Hook && task.kind == TaskKind::Finish) {
                     let once = Task {
                         attempts: 1,
                         part_n: None,
@@ -418,46 +449,70 @@ impl Engine {
             .ok_or_else(|| anyhow::anyhow!("job {job_id} vanished"))
     }
 
-    fn planned(&self, job: &jobs::JobRow, source_n: i64) -> anyhow::Result<PlanEntry> {
+    /// PLAN or PACK: the work is described here, run on this thread or in a
+    /// worker process, and its outcome recorded here.
+    fn source_task(&self, task: &Task, running: &Running) -> Result<(), TaskError> {
+        let job = self.job(&task.job_id)?;
+        let source_n = task.source_n.expect("PLAN and PACK have a source");
         let key = (job.id.clone(), source_n);
-        if let Some(p) = self.plans.lock().unwrap().get(&key) {
-            return Ok(Arc::clone(p));
+        let opts = self.options(&job, source_n)?;
+        let work = match task.kind {
+            TaskKind::Plan => Work::Plan { key, opts },
+            _ => {
+                let parts = match task.part_n {
+                    Some(n) => vec![n as usize],
+                    None => self
+                        .store
+                        .read(|c| parts::pending_parts(c, &job.id, source_n))
+                        .map_err(anyhow::Error::from)?
+                        .into_iter()
+                        .map(|n| n as usize)
+                        .collect(),
+                };
+                Work::Pack { key, opts, parts }
+            }
+        };
+        let outcome = match &self.pool {
+            None => exec::execute(&work, &self.plans, &running.progress).map_err(TaskError::from),
+            Some(pool) => {
+                let outcome = pool.run(&work, &running.progress, |link| *running.link.lock().unwrap() = Some(link));
+                running.link.lock().unwrap().take();
+                if let (Err(e), Work::Pack { parts, .. }) = (&outcome, &work) {
+                    if e.code.starts_with("WORKER_") || running.timed_out.load(Ordering::SeqCst) {
+                        // A dead worker could not remove its temp files.
+                        self.remove_temps(&job.id, source_n, parts);
+                    }
+                }
+                outcome
+            }
+        }?;
+        let t = task.clone();
+        match outcome {
+            Outcome::Planned(p) => {
+                self.store
+                    .write(move |tx| parts::planned(tx, &t, &p.parts, p.per_part, p.rows, &p.skipped))
+                    .map_err(anyhow::Error::from)?;
+            }
+            Outcome::Packed => {
+                self.store
+                    .write(move |tx| jobs::task_done(tx, t.id, &t.job_id))
+                    .map_err(anyhow::Error::from)?;
+                crate::failpoint::hit("pack.done");
+            }
         }
-        let opts = self.options(job, source_n)?;
-        let (src, plan) = split::plan(&opts)?;
-        let entry = Arc::new((src, plan, opts));
-        self.plans.lock().unwrap().insert(key, Arc::clone(&entry));
-        Ok(entry)
+        Ok(())
     }
 
-    fn plan(&self, task: &Task) -> anyhow::Result<()> {
-        let job = self.job(&task.job_id)?;
-        let source_n = task.source_n.expect("PLAN has a source");
-        self.plans.lock().unwrap().remove(&(job.id.clone(), source_n));
-        let entry = self.planned(&job, source_n)?;
-        let (src, plan, opts) = &*entry;
-        let parts: Vec<PartRow> = plan
-            .parts
-            .iter()
-            .map(|p| PartRow {
-                source_n,
-                n: p.n as i64,
-                path: p.path(&opts.out).to_string_lossy().into_owned(),
-                rows: p.rows as i64,
-                first_line: p.first_line as i64,
-                last_line: p.last_line as i64,
-                files: p.files.len() as i64,
-                payload_bytes: p.payload_bytes as i64,
-                comment: p.comment.clone(),
-            })
-            .collect();
-        let skipped: Vec<(u64, String)> = plan.skipped.iter().map(|s| (s.line, s.value.clone())).collect();
-        let per_part = src.random_access();
-        let rows = plan.rows as i64;
-        let t = task.clone();
-        self.store
-            .write(move |tx| parts::planned(tx, &t, &parts, per_part, rows, &skipped))?;
-        Ok(())
+    fn remove_temps(&self, job_id: &str, source_n: i64, numbers: &[usize]) {
+        for &n in numbers {
+            match self.store.read(|c| parts::part_path(c, job_id, source_n, n as i64)) {
+                Ok(Some(p)) => {
+                    let _ = std::fs::remove_file(split::zipwrite::temp_path(Path::new(&p)));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!("finding part {n} of job {job_id}: {e:#}"),
+            }
+        }
     }
 
     /// For PACK tasks: records each part the moment it is published (renamed and
@@ -477,27 +532,6 @@ impl Engine {
             }
             crate::failpoint::hit("part.recorded");
         })))
-    }
-
-    fn pack(&self, task: &Task, progress: &Progress) -> anyhow::Result<()> {
-        let job = self.job(&task.job_id)?;
-        let source_n = task.source_n.expect("PACK has a source");
-        let entry = self.planned(&job, source_n)?;
-        let (src, plan, opts) = &*entry;
-        let numbers: Vec<usize> = match task.part_n {
-            Some(n) => vec![n as usize],
-            None => self
-                .store
-                .read(|c| parts::pending_parts(c, &job.id, source_n))?
-                .into_iter()
-                .map(|n| n as usize)
-                .collect(),
-        };
-        split::pack_parts(src, plan, &numbers, opts, progress)?;
-        let t = task.clone();
-        self.store.write(move |tx| jobs::task_done(tx, t.id, &t.job_id))?;
-        crate::failpoint::hit("pack.done");
-        Ok(())
     }
 }
 

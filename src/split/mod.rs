@@ -59,7 +59,9 @@ pub enum OnMissing {
     Skip,
 }
 
-#[derive(Debug, Clone)]
+/// Everything a split needs; serializable so the daemon can hand it to a
+/// worker process.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SplitOptions {
     pub source: PathBuf,
     pub out: PathBuf,

@@ -19,7 +19,7 @@ use super::{tarheader, tarread, zipread};
 use crate::error::{Error, Result};
 
 /// Caps that keep hostile or accidental inputs from exhausting memory or disk.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Largest single entry, uncompressed.
     pub max_entry_bytes: u64,

@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/004_watch_hash.sql"),
     include_str!("../../migrations/005_campaign.sql"),
     include_str!("../../migrations/006_retention.sql"),
+    include_str!("../../migrations/007_queue.sql"),
 ];
 /// The version `schema.sql` creates: the last migration's.
 pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;

@@ -11,6 +11,7 @@ use super::jobs::{count, event, settle_if_ended, task_done, Task};
 use super::{StoreResult, Tx};
 use crate::clock::now;
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PartRow {
     pub source_n: i64,
     pub n: i64,
@@ -134,6 +135,13 @@ pub fn part_paths(conn: &Connection, job_id: &str) -> StoreResult<Vec<String>> {
     let mut st = conn.prepare_cached("SELECT path FROM parts WHERE job_id = ?1")?;
     let v = st.query_map([job_id], |r| r.get(0))?.collect::<Result<_, _>>();
     Ok(v?)
+}
+
+/// Where part `n` of a source goes, if it is planned.
+pub fn part_path(conn: &Connection, job_id: &str, source_n: i64, n: i64) -> StoreResult<Option<String>> {
+    use r2d2_sqlite::rusqlite::OptionalExtension;
+    let mut st = conn.prepare_cached("SELECT path FROM parts WHERE job_id = ?1 AND source_n = ?2 AND n = ?3")?;
+    Ok(st.query_row(params![job_id, source_n, n], |r| r.get(0)).optional()?)
 }
 
 pub fn pending_parts(conn: &Connection, job_id: &str, source_n: i64) -> StoreResult<Vec<i64>> {

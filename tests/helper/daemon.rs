@@ -166,6 +166,8 @@ impl Daemon {
             ..Config::default()
         };
         config.engine.backoff_base_ms = 50;
+        // Workers are this test binary otherwise.
+        config.engine.worker_program = Some(BIN.into());
         edit(&mut config);
         Daemon::boot(dir, config, clock)
     }

@@ -6,7 +6,9 @@
 //! daemon does), through the functions the engine and the API call, with the
 //! engine's own retry policy (`engine::retry_in`). After every step every job's
 //! status and rows and every task's state and attempts must equal the model's;
-//! claims must follow priority, then age, then task order; an ended job must owe
+//! claims must follow priority, then (for engine workers) the job running fewest
+//! tasks, then age, then task order, and hook threads take only HOOK tasks
+//! while workers take the rest; an ended job must owe
 //! no work; the status counters must equal the table. After each sequence a
 //! restart and a drain must leave no job stuck: every submitted job that was not
 //! cancelled or failed completes.
@@ -53,7 +55,8 @@ enum Op {
     },
     Submit(usize),
     Cancel(usize),
-    Claim,
+    /// A claim by an engine worker (false) or a hook thread (true).
+    Claim(bool),
     Complete(usize, Outcome),
     Crash,
 }
@@ -73,7 +76,7 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         1 => any::<usize>().prop_map(Op::Submit),
         1 => any::<usize>().prop_map(Op::Cancel),
-        5 => Just(Op::Claim),
+        5 => prop::bool::weighted(0.25).prop_map(Op::Claim),
         5 => (any::<usize>(), outcome).prop_map(|(slot, o)| Op::Complete(slot, o)),
         1 => Just(Op::Crash),
     ]
@@ -206,15 +209,26 @@ impl Model {
         }
     }
 
-    /// The next task to run: highest priority, then oldest job, then task order.
-    fn claim(&mut self) -> Option<i64> {
-        let jobs = &self.jobs;
+    /// The next task to run: highest priority, then (for engine workers) the
+    /// job with the fewest PLAN/PACK/FINISH tasks running, then the oldest job,
+    /// then task order. Hook threads take HOOK tasks, workers everything else.
+    fn claim(&mut self, hooks: bool) -> Option<i64> {
+        let (jobs, tasks) = (&self.jobs, &self.tasks);
+        let busy = |job: &str| {
+            tasks
+                .iter()
+                .filter(|t| t.job == job && t.state == State::Running && t.kind != "HOOK")
+                .count()
+        };
         let rank = |t: &MTask| {
             let (pos, j) = jobs.iter().enumerate().find(|(_, j)| j.id == t.job).unwrap();
-            (-j.priority, pos, t.id)
+            (-j.priority, if hooks { 0 } else { busy(&j.id) }, pos, t.id)
         };
-        let runnable =
-            |t: &&MTask| t.state == State::Ready && jobs.iter().any(|j| j.id == t.job && matches!(j.status, "QUEUED" | "PROCESSING"));
+        let runnable = |t: &&MTask| {
+            t.state == State::Ready
+                && (t.kind == "HOOK") == hooks
+                && jobs.iter().any(|j| j.id == t.job && matches!(j.status, "QUEUED" | "PROCESSING"))
+        };
         let id = self.tasks.iter().filter(runnable).min_by_key(|t| rank(t))?.id;
         let t = self.task(id);
         t.state = State::Running;
@@ -434,9 +448,10 @@ impl Driver {
                     self.model.cancel_open(&id);
                 }
             }
-            Op::Claim => {
-                let got = self.write(jobs::claim)?;
-                let want = self.model.claim();
+            Op::Claim(hooks) => {
+                let claim = if hooks { jobs::Claim::Hooks } else { jobs::Claim::Work };
+                let got = self.write(move |tx| jobs::claim(tx, claim))?;
+                let want = self.model.claim(hooks);
                 prop_assert_eq!(got.as_ref().map(|t| t.id), want, "claim order");
                 if let Some(t) = got {
                     prop_assert_eq!(t.attempts, self.model.task(t.id).attempts);
@@ -639,7 +654,10 @@ impl Driver {
     fn drain(&mut self) -> Check {
         self.restart()?;
         for _ in 0..10_000 {
-            self.apply(&Op::Claim)?;
+            self.apply(&Op::Claim(false))?;
+            if self.held.is_empty() {
+                self.apply(&Op::Claim(true))?;
+            }
             let Some(task) = self.held.pop() else { break };
             self.complete(task, Outcome::Done)?;
             self.check()?;
