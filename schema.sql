@@ -29,7 +29,7 @@ CREATE TABLE jobs (
     start_position  INTEGER,
     next_start_position INTEGER,
     running         INTEGER NOT NULL DEFAULT 0,       -- PLAN/PACK/FINISH tasks RUNNING now (kept by triggers)
-    max_running     INTEGER                           -- the job's own cap on running tasks, NULL for none
+    max_concurrency     INTEGER                           -- the job's own cap on running tasks, NULL for none
 );
 CREATE INDEX jobs_status ON jobs(status, seq);
 
@@ -167,7 +167,8 @@ CREATE TABLE campaigns (
     error           TEXT,
     created         REAL NOT NULL,
     modified        REAL NOT NULL,
-    finished        REAL
+    finished        REAL,
+    priority        INTEGER NOT NULL DEFAULT 0  -- given to its batches and their child jobs
 );
 
 CREATE TABLE campaign_children (

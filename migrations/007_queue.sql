@@ -1,9 +1,9 @@
 -- Version 7: a fair queue. jobs.running counts a job's PLAN, PACK and FINISH
 -- tasks running now (kept by triggers), so claiming can serve the job that runs
--- least first; jobs.max_running is a job's own cap on it. The queue table
+-- least first; jobs.max_concurrency is a job's own cap on it. The queue table
 -- holds the one pause switch.
 ALTER TABLE jobs ADD COLUMN running INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE jobs ADD COLUMN max_running INTEGER;
+ALTER TABLE jobs ADD COLUMN max_concurrency INTEGER;
 UPDATE jobs SET running = (SELECT COUNT(*) FROM tasks t WHERE t.job_id = jobs.id AND t.state = 'RUNNING' AND t.kind != 'HOOK');
 CREATE TRIGGER tasks_running_start AFTER UPDATE OF state ON tasks
     WHEN NEW.state = 'RUNNING' AND OLD.state != 'RUNNING' AND NEW.kind != 'HOOK' BEGIN
@@ -18,6 +18,8 @@ CREATE TRIGGER tasks_running_delete AFTER DELETE ON tasks
     UPDATE jobs SET running = running - 1 WHERE id = OLD.job_id;
 END;
 CREATE INDEX jobs_busy ON jobs(priority DESC, running, seq) WHERE running > 0 AND status IN ('QUEUED', 'PROCESSING');
+-- A campaign's priority, given to its batches and their child jobs.
+ALTER TABLE campaigns ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE queue (
     id        INTEGER PRIMARY KEY CHECK (id = 1),
     paused    INTEGER NOT NULL DEFAULT 0,

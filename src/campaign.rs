@@ -41,6 +41,8 @@ pub struct NewBatch {
     pub total_children: Option<i64>,
     pub max_failed: Option<i64>,
     pub settings: Settings,
+    /// Given to the batch jobs and their child jobs.
+    pub priority: i64,
     /// The daemon's runner queues the following batches.
     pub managed: bool,
     pub trigger: String,
@@ -91,8 +93,8 @@ pub fn queue_batch(tx: &Tx, b: &NewBatch) -> StoreResult<String> {
         }
         None => {
             tx.execute(
-                "INSERT INTO campaigns (id, parent, pattern, batch_size, total_children, max_failed, settings, managed, status, created, modified)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'RUNNING', ?9, ?9)",
+                "INSERT INTO campaigns (id, parent, pattern, batch_size, total_children, max_failed, settings, managed, status, created, modified, priority)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'RUNNING', ?9, ?9, ?10)",
                 params![
                     b.campaign_id,
                     b.parent,
@@ -102,7 +104,8 @@ pub fn queue_batch(tx: &Tx, b: &NewBatch) -> StoreResult<String> {
                     b.max_failed,
                     serde_json::to_string(&b.settings).expect("settings serialize"),
                     b.managed,
-                    t
+                    t,
+                    b.priority
                 ],
             )?;
         }
@@ -132,7 +135,8 @@ pub fn queue_batch(tx: &Tx, b: &NewBatch) -> StoreResult<String> {
         settings: b.settings.clone(),
         trigger: b.trigger.clone(),
         submit: true,
-        priority: 0,
+        priority: b.priority,
+        max_concurrency: None,
         out_dir: b.parent.clone(),
         idempotency: None,
         campaign: Some(CampaignLink {
@@ -277,7 +281,8 @@ impl Runner {
             };
             let known = cap.map_or(all.len() as i64, |c| c.min(all.len() as i64));
             let end = (start + batch_size).min(known + 1); // exclusive
-            let settings: String = tx.query_row("SELECT settings FROM campaigns WHERE id = ?1", [&campaign], |r| r.get(0))?;
+            let (settings, priority): (String, i64) =
+                tx.query_row("SELECT settings, priority FROM campaigns WHERE id = ?1", [&campaign], |r| Ok((r.get(0)?, r.get(1)?)))?;
             let settings: Settings = serde_json::from_str(&settings)?;
             let (mut queued, mut skipped) = (0i64, 0i64);
             for pos in start..end.max(start) {
@@ -297,6 +302,7 @@ impl Runner {
                     None
                 } else {
                     let mut job = NewJob::ingest(crate::ids::new_id(), &data_dir, None, vec![c.path.clone()], settings.clone(), "campaign");
+                    job.priority = priority;
                     job.campaign = Some(CampaignLink {
                         campaign_id: campaign.clone(),
                         parent_job_id: Some(job_id.clone()),
@@ -344,6 +350,7 @@ impl Runner {
                     [&campaign],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
                 )?;
+            let priority: i64 = tx.query_row("SELECT priority FROM campaigns WHERE id = ?1", [&campaign], |r| r.get(0))?;
             let failed: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM jobs WHERE campaign_id = ?1 AND kind = 'ingest' AND status IN ('FAILED', 'CANCELLED')",
                 [&campaign],
@@ -396,6 +403,7 @@ impl Runner {
                 total_children: total,
                 max_failed,
                 settings,
+                priority,
                 managed,
                 trigger: "campaign".into(),
             };

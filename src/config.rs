@@ -111,6 +111,9 @@ pub struct Schedule {
     pub batch_size: Option<usize>,
     #[serde(default)]
     pub file_column: Option<String>,
+    /// Priority of the jobs this schedule queues (higher runs first).
+    #[serde(default)]
+    pub priority: i64,
 }
 
 /// What a schedule does with fire times that passed while the daemon was down.
@@ -169,6 +172,9 @@ pub struct Watch {
     pub batch_size: Option<usize>,
     #[serde(default)]
     pub file_column: Option<String>,
+    /// Priority of the jobs this watch queues (higher runs first).
+    #[serde(default)]
+    pub priority: i64,
 }
 
 impl Watch {
@@ -187,6 +193,7 @@ impl Watch {
             duplicates: Duplicates::default(),
             batch_size: None,
             file_column: None,
+            priority: 0,
         }
     }
 }

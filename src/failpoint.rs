@@ -66,7 +66,11 @@ mod shared {
     /// counter file left by an aborted run must not count for a new one.
     pub fn key() -> String {
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let start = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(19)).unwrap_or("0");
+        let start = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(19))
+            .unwrap_or("0");
         format!("{}-{start}", std::process::id())
     }
 
@@ -102,7 +106,8 @@ mod shared {
 /// Misbehaving tasks, for the worker-isolation tests: with
 /// `BATCHD_TASK_FAULT=KIND:MARKER[,KIND:MARKER…]`, a PACK task whose source
 /// path contains MARKER does what KIND says — `panic`, `abort`, `alloc`
-/// (allocates and touches memory until an allocation fails) or `hang` — so
+/// (allocates and touches memory until an allocation fails) or `hang` (and
+/// leaves `SOURCE.PID.hanging` beside the source, naming the process) — so
 /// one daemon can run a faulty job beside a healthy one.
 #[inline(always)]
 pub fn task_fault(_source: &std::path::Path) {
@@ -125,9 +130,13 @@ pub fn task_fault(_source: &std::path::Path) {
                         std::hint::black_box(&hoard);
                     }
                 }
-                "hang" => loop {
-                    std::thread::sleep(std::time::Duration::from_secs(3600));
-                },
+                "hang" => {
+                    // Tells a test which process to kill from outside.
+                    let _ = std::fs::write(format!("{source}.{}.hanging", std::process::id()), "");
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(3600));
+                    }
+                }
                 other => panic!("BATCHD_TASK_FAULT: unknown kind {other:?}"),
             }
         }

@@ -31,6 +31,8 @@ pub struct JobView {
     pub status: JobStatus,
     pub trigger: String,
     pub priority: i64,
+    /// The job's own cap on its tasks running at once; null for none.
+    pub max_concurrency: Option<i64>,
     pub sources: Vec<String>,
     pub settings: Value,
     pub out_dir: String,
@@ -154,6 +156,7 @@ impl JobView {
             status,
             trigger: j.trigger,
             priority: j.priority,
+            max_concurrency: j.max_concurrency,
             sources: j.sources,
             settings: j.settings,
             out_dir: j.out_dir,
@@ -366,6 +369,27 @@ impl CampaignView {
                 eta_seconds: eta,
             },
             status_message: message,
+        }
+    }
+}
+
+/// The queue's pause switch as `GET /v1/queue` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueView {
+    pub paused: bool,
+    pub since: Option<String>,
+    pub reason: Option<String>,
+    /// Tasks still running (a pause lets them finish).
+    pub running_tasks: usize,
+}
+
+impl QueueView {
+    pub fn new(q: &crate::store::jobs::QueueState, running_tasks: usize) -> QueueView {
+        QueueView {
+            paused: q.paused,
+            since: q.since.map(rfc3339),
+            reason: q.reason.clone(),
+            running_tasks,
         }
     }
 }

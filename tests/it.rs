@@ -21,6 +21,12 @@ mod daemon_api;
 #[path = "it/daemon_crash.rs"]
 mod daemon_crash;
 
+#[path = "it/isolation.rs"]
+mod isolation;
+
+#[path = "it/queue.rs"]
+mod queue;
+
 #[path = "it/config.rs"]
 mod config;
 

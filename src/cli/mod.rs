@@ -5,6 +5,7 @@ mod campaign;
 mod clean;
 mod client;
 mod jobs;
+mod queue;
 mod schedules;
 mod serve;
 mod split;
@@ -47,6 +48,10 @@ pub enum Command {
     Campaign(campaign::CampaignArgs),
     /// Prune finished jobs older than the retention age (or --older-than-days).
     Clean(clean::CleanArgs),
+    /// Pause the queue: no task is claimed until `batchd resume`; running tasks finish.
+    Pause(queue::PauseArgs),
+    /// Resume a paused queue.
+    Resume(queue::ResumeArgs),
     /// A worker process of the daemon (started by `serve`; speaks on stdin/stdout).
     #[command(hide = true)]
     Worker,
@@ -70,6 +75,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schedules(args) => schedules::schedules(args),
         Command::Campaign(args) => campaign::campaign(args),
         Command::Clean(args) => clean::clean(args),
+        Command::Pause(args) => queue::pause(args),
+        Command::Resume(args) => queue::resume(args),
         Command::Worker => crate::engine::worker::main(),
     }
 }

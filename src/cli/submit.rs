@@ -26,6 +26,9 @@ pub struct SubmitArgs {
     pub file_column: Option<String>,
     #[arg(long)]
     pub priority: Option<i64>,
+    /// The most tasks of this job run at once (default: no cap).
+    #[arg(long)]
+    pub max_concurrency: Option<i64>,
     /// Follow the job until it ends, with a live progress bar.
     #[arg(long)]
     pub wait: bool,
@@ -61,6 +64,9 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     }
     if let Some(p) = args.priority {
         body["priority"] = json!(p);
+    }
+    if let Some(n) = args.max_concurrency {
+        body["max_concurrency"] = json!(n);
     }
     let job = client.ok("POST", "/v1/jobs", Some(&body))?;
     let id = job["id"].as_str().unwrap_or_default().to_owned();

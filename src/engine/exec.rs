@@ -79,7 +79,12 @@ impl PlanCache {
     }
 
     fn get(&self, key: &PlanKey) -> Option<PlanEntry> {
-        self.entries.lock().unwrap().iter().find(|(k, _)| k == key).map(|(_, e)| Arc::clone(e))
+        self.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, e)| Arc::clone(e))
     }
 
     fn put(&self, key: PlanKey, entry: PlanEntry) {

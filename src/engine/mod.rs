@@ -125,11 +125,10 @@ impl Engine {
         recover(&store)?;
         crate::failpoint::reset();
         let workers = config.engine_workers();
-        let pool = (config.engine.isolation == Isolation::Process)
-            .then(|| {
-                let e = &config.engine;
-                pool::Pool::new(e.worker_program.clone(), e.max_tasks_per_worker, e.worker_memory_mib)
-            });
+        let pool = (config.engine.isolation == Isolation::Process).then(|| {
+            let e = &config.engine;
+            pool::Pool::new(e.worker_program.clone(), e.max_tasks_per_worker, e.worker_memory_mib)
+        });
         let engine = Arc::new(Engine {
             store,
             stopping: AtomicBool::new(false),
@@ -141,7 +140,10 @@ impl Engine {
             config,
         });
         let mut threads = Vec::new();
-        let pools = [(Claim::Work, workers, "worker"), (Claim::Hooks, engine.config.hooks.workers, "hook")];
+        let pools = [
+            (Claim::Work, workers, "worker"),
+            (Claim::Hooks, engine.config.hooks.workers, "hook"),
+        ];
         for (claim, n, name) in pools {
             for i in 0..n {
                 let e = Arc::clone(&engine);
@@ -184,9 +186,9 @@ impl Engine {
 
     /// Worker processes started and crashed since the daemon started (zero in thread mode).
     pub fn worker_counts(&self) -> (u64, u64) {
-        self.pool.as_ref().map_or((0, 0), |p| {
-            (p.started.load(Ordering::Relaxed), p.crashed.load(Ordering::Relaxed))
-        })
+        self.pool
+            .as_ref()
+            .map_or((0, 0), |p| (p.started.load(Ordering::Relaxed), p.crashed.load(Ordering::Relaxed)))
     }
 
     fn worker(&self, claim: Claim) {

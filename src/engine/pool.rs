@@ -102,7 +102,7 @@ impl Pool {
             .lock()
             .unwrap()
             .as_mut()
-            .map(|stdin| write_msg(stdin, &ToWorker::Run(work.clone())));
+            .map(|stdin| write_msg(stdin, &ToWorker::Run(Box::new(work.clone()))));
         if !matches!(sent, Some(Ok(()))) {
             // It died while idle (killed from outside): the reply loop below
             // sees the end of its stdout and says how it died.
@@ -116,7 +116,12 @@ impl Pool {
                 return Err(self.reap(proc, "its pipe closed mid-task"));
             }
             match serde_json::from_str::<FromWorker>(&line) {
-                Ok(FromWorker::Part { n, bytes, sha256, rows_done }) => {
+                Ok(FromWorker::Part {
+                    n,
+                    bytes,
+                    sha256,
+                    rows_done,
+                }) => {
                     progress.rows_done.store(rows_done, Ordering::Relaxed);
                     progress.on_part.call(n, &Written { bytes, sha256 });
                 }
@@ -292,7 +297,10 @@ fn died(pid: u32, status: ExitStatus, tail: &[String], memory_mib: u64, killed_b
     }
     if let Some(at) = tail.iter().position(|l| l.contains("panicked at")) {
         let message = tail[at..].join(" ");
-        return transient("WORKER_CRASHED", format!("WORKER_CRASHED: worker process {pid} panicked: {message}"));
+        return transient(
+            "WORKER_CRASHED",
+            format!("WORKER_CRASHED: worker process {pid} panicked: {message}"),
+        );
     }
     let last = tail.last().map(|l| format!("; its last words: {l}")).unwrap_or_default();
     match status.signal() {

@@ -21,7 +21,7 @@ use crate::split::{PartHook, Progress};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToWorker {
-    Run(Work),
+    Run(Box<Work>),
     /// Stop the running work at the next entry boundary (job cancelled, shutdown).
     Cancel,
 }
@@ -61,7 +61,7 @@ pub fn main() -> anyhow::Result<()> {
                             ..Progress::default()
                         });
                         *current.lock().unwrap() = Some(Arc::clone(&progress));
-                        if tx.send((work, progress)).is_err() {
+                        if tx.send((*work, progress)).is_err() {
                             break;
                         }
                     }

@@ -27,6 +27,9 @@ pub(super) struct CampaignBody {
     max_failed_children: Option<i64>,
     #[serde(default)]
     settings: ChildSettings,
+    /// Given to every batch and child job of the campaign.
+    #[serde(default)]
+    priority: i64,
 }
 
 impl Api {
@@ -86,6 +89,7 @@ impl Api {
             total_children: b.campaign_total_children,
             max_failed: None,
             settings: self.child_settings(b.settings.unwrap_or_default())?,
+            priority: b.priority,
             managed: false,
             trigger: "api".into(),
         };
@@ -114,6 +118,7 @@ impl Api {
             total_children: b.total_children,
             max_failed: b.max_failed_children,
             settings: self.child_settings(b.settings)?,
+            priority: b.priority,
             managed: true,
             trigger: "campaign".into(),
         };

@@ -38,6 +38,7 @@ pub(super) struct CreateBody {
     pub(super) kind: Option<String>,
     #[serde(default)]
     pub(super) priority: i64,
+    pub(super) max_concurrency: Option<i64>,
     pub(super) batch_size: Option<usize>,
     pub(super) compression: Option<crate::split::Compression>,
     pub(super) on_missing_file: Option<crate::split::OnMissing>,
@@ -206,6 +207,9 @@ impl Api {
                 }
             }
             Some("parent") => {
+                if b.max_concurrency.is_some() {
+                    return Err(fail(400, "BAD_REQUEST", "max_concurrency belongs to ingest jobs"));
+                }
                 if b.compression.is_some() || b.on_missing_file.is_some() || b.manifest.is_some() || b.file_column.is_some() {
                     return Err(fail(
                         400,
@@ -234,6 +238,9 @@ impl Api {
         if settings.batch_size == 0 {
             return Err(fail(400, "BAD_REQUEST", "batch_size must be at least 1"));
         }
+        if b.max_concurrency.is_some_and(|n| n < 1) {
+            return Err(fail(400, "BAD_REQUEST", "max_concurrency must be at least 1 (or null for no cap)"));
+        }
         let sources = self.check_sources(&b.sources, &[])?;
         let key = req
             .headers()
@@ -250,6 +257,7 @@ impl Api {
         let job = NewJob {
             submit: b.submit,
             priority: b.priority,
+            max_concurrency: b.max_concurrency,
             idempotency: key.map(|k| (k, crate::fsx::hex(&Sha256::digest(parsed.to_string().as_bytes())))),
             ..NewJob::ingest(crate::ids::new_id(), &self.config.data_dir, None, sources, settings, trigger)
         };

@@ -1,3 +1,5 @@
+//! `GET /healthz`: alive, the version and whether the queue is paused (no
+//! token, so it says nothing about jobs).
 //! `GET /metrics`: Prometheus text from the running totals the store keeps
 //! (constant cost however many jobs there are), the engine's running tasks,
 //! watched inboxes and schedules.
@@ -10,15 +12,25 @@ use crate::store::{counters, jobs};
 use crate::triggers::schedule;
 
 impl Api {
+    pub(super) fn health(&self) -> Result<Reply, Reply> {
+        let queue = self.store.read(jobs::queue_state).map_err(internal)?;
+        Ok(super::reply::reply(
+            200,
+            serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "queue": {"paused": queue.paused}}),
+        ))
+    }
+
     pub(super) fn metrics(&self) -> Result<Reply, Reply> {
         let running = self.engine.running_tasks();
-        let (counters, watched, states) = self
+        let (workers_started, workers_crashed) = self.engine.worker_counts();
+        let (counters, watched, states, queue) = self
             .store
             .read(|c| {
                 Ok((
                     counters::all(c)?,
                     counters::watch_files_detected(c)?,
                     schedule::states(c, &self.config)?,
+                    jobs::queue_state(c)?,
                 ))
             })
             .map_err(internal)?;
@@ -38,6 +50,16 @@ impl Api {
             out.push_str(&format!("# HELP batchd_part_bytes_total Bytes of parts written.\n# TYPE batchd_part_bytes_total counter\nbatchd_part_bytes_total {bytes}\n"));
             out.push_str(&format!(
                 "# HELP batchd_tasks_running Tasks running now.\n# TYPE batchd_tasks_running gauge\nbatchd_tasks_running {running}\n"
+            ));
+            out.push_str(&format!(
+                "# HELP batchd_queue_paused 1 while the queue is paused (no task is claimed).\n# TYPE batchd_queue_paused gauge\nbatchd_queue_paused {}\n",
+                u8::from(queue.paused)
+            ));
+            out.push_str(&format!(
+                "# HELP batchd_worker_processes_started_total Worker processes started (engine.isolation = \"process\").\n# TYPE batchd_worker_processes_started_total counter\nbatchd_worker_processes_started_total {workers_started}\n"
+            ));
+            out.push_str(&format!(
+                "# HELP batchd_worker_processes_crashed_total Worker processes that ended during a task (panic, abort, out of memory, killed, timed out).\n# TYPE batchd_worker_processes_crashed_total counter\nbatchd_worker_processes_crashed_total {workers_crashed}\n"
             ));
             out.push_str(
                 "# HELP batchd_task_duration_seconds Duration of finished tasks.\n# TYPE batchd_task_duration_seconds histogram\n",

@@ -13,6 +13,7 @@ mod campaigns;
 mod clean;
 mod jobs;
 mod metrics;
+mod queue;
 mod reply;
 mod routes;
 mod schedules;
@@ -25,10 +26,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde_json::json;
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use self::reply::{fail, reply, Reply};
+use self::reply::{fail, Reply};
 use self::routes::{Endpoint, Lookup};
 use crate::config::Config;
 use crate::engine::Engine;
@@ -195,7 +195,7 @@ impl Api {
         };
         let body = post_body.as_deref().unwrap_or_default();
         let r = match endpoint {
-            Endpoint::Health => Ok(reply(200, json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))),
+            Endpoint::Health => self.health(),
             Endpoint::Ui => Ok(ui::ui_asset(path)),
             Endpoint::Metrics => self.metrics(),
             Endpoint::CreateJob => self.create(req, body),
@@ -221,6 +221,9 @@ impl Api {
             Endpoint::GetCampaign => self.campaign(p[0]),
             Endpoint::StopCampaign => self.campaign_state(p[0], true),
             Endpoint::ResumeCampaign => self.campaign_state(p[0], false),
+            Endpoint::Queue => self.queue(),
+            Endpoint::PauseQueue => self.set_queue(true, body),
+            Endpoint::ResumeQueue => self.set_queue(false, body),
         };
         r.unwrap_or_else(|e| e)
     }

@@ -28,6 +28,9 @@ pub(super) enum Endpoint {
     GetCampaign,
     StopCampaign,
     ResumeCampaign,
+    Queue,
+    PauseQueue,
+    ResumeQueue,
 }
 
 impl Endpoint {
@@ -61,6 +64,9 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::Get, "v1/campaigns/{id}", Endpoint::GetCampaign),
     (Method::Post, "v1/campaigns/{id}/stop", Endpoint::StopCampaign),
     (Method::Post, "v1/campaigns/{id}/resume", Endpoint::ResumeCampaign),
+    (Method::Get, "v1/queue", Endpoint::Queue),
+    (Method::Post, "v1/queue/pause", Endpoint::PauseQueue),
+    (Method::Post, "v1/queue/resume", Endpoint::ResumeQueue),
 ];
 
 /// What the table says about a request.

@@ -35,6 +35,8 @@ pub struct NewJob {
     pub trigger: String,
     pub submit: bool,
     pub priority: i64,
+    /// The most tasks of this job running at once (PLAN, PACK, FINISH); None for no cap.
+    pub max_concurrency: Option<i64>,
     pub out_dir: String,
     pub idempotency: Option<(String, String)>,
     /// Set for a campaign's parent batches and their child jobs.
@@ -65,6 +67,7 @@ impl NewJob {
             trigger: trigger.into(),
             submit: true,
             priority: 0,
+            max_concurrency: None,
             idempotency: None,
             campaign: None,
         }
@@ -109,8 +112,8 @@ pub fn create(tx: &Tx, job: &NewJob) -> StoreResult<(String, bool)> {
     let link = job.campaign.as_ref();
     tx.execute(
         "INSERT INTO jobs (id, seq, kind, status, trigger, priority, settings, out_dir, created, modified,
-                           campaign_id, parent_job_id, start_position)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12)",
+                           campaign_id, parent_job_id, start_position, max_concurrency)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13)",
         params![
             job.id,
             seq,
@@ -124,6 +127,7 @@ pub fn create(tx: &Tx, job: &NewJob) -> StoreResult<(String, bool)> {
             link.map(|l| &l.campaign_id),
             link.and_then(|l| l.parent_job_id.as_ref()),
             link.and_then(|l| l.start_position),
+            job.max_concurrency,
         ],
     )?;
     for (n, path) in job.sources.iter().enumerate() {
@@ -287,7 +291,7 @@ pub enum Claim {
 /// is paused). Jobs of a higher priority go first; between jobs of the same
 /// priority, the one running fewest tasks now, then the oldest — so a small
 /// job submitted behind a large one starts at the next free worker instead of
-/// after every part of the large one. A job at its `max_running` is passed over.
+/// after every part of the large one. A job at its `max_concurrency` is passed over.
 pub fn claim(tx: &Tx, claim: Claim) -> StoreResult<Option<Task>> {
     if queue_state(tx)?.paused {
         return Ok(None);
@@ -330,7 +334,7 @@ pub fn claim(tx: &Tx, claim: Claim) -> StoreResult<Option<Task>> {
                         "SELECT {COLS} FROM jobs j INDEXED BY jobs_runnable
                          JOIN tasks t INDEXED BY tasks_ready_job ON t.job_id = j.id AND t.state = 'READY'
                          WHERE t.not_before <= ?1 AND j.status IN ('QUEUED', 'PROCESSING') AND t.kind != 'HOOK'
-                           AND j.running = 0 AND (j.max_running IS NULL OR j.max_running > 0)
+                           AND j.running = 0 AND (j.max_concurrency IS NULL OR j.max_concurrency > 0)
                          ORDER BY j.priority DESC, j.seq, t.id LIMIT 1"
                     ),
                     [t],
@@ -345,7 +349,7 @@ pub fn claim(tx: &Tx, claim: Claim) -> StoreResult<Option<Task>> {
                         "SELECT {COLS} FROM jobs j INDEXED BY jobs_busy
                          JOIN tasks t INDEXED BY tasks_ready_job ON t.job_id = j.id AND t.state = 'READY'
                          WHERE t.not_before <= ?1 AND j.status IN ('QUEUED', 'PROCESSING') AND t.kind != 'HOOK'
-                           AND j.running > 0 AND (j.max_running IS NULL OR j.running < j.max_running)
+                           AND j.running > 0 AND (j.max_concurrency IS NULL OR j.running < j.max_concurrency)
                          ORDER BY j.priority DESC, j.running, j.seq, t.id LIMIT 1"
                     ),
                     [t],
@@ -402,7 +406,10 @@ pub fn set_paused(tx: &Tx, pause: Option<&str>) -> StoreResult<QueueState> {
         match pause {
             Some(reason) => {
                 let reason = (!reason.is_empty()).then_some(reason);
-                tx.execute("UPDATE queue SET paused = 1, since = ?1, reason = ?2 WHERE id = 1", params![now(), reason])?;
+                tx.execute(
+                    "UPDATE queue SET paused = 1, since = ?1, reason = ?2 WHERE id = 1",
+                    params![now(), reason],
+                )?;
                 event(tx, None, "queue.paused", json!({"reason": reason}))?;
             }
             None => {
@@ -416,14 +423,14 @@ pub fn set_paused(tx: &Tx, pause: Option<&str>) -> StoreResult<QueueState> {
 
 /// Seconds until the earliest READY task a `claim` thread could take becomes
 /// runnable, if any is waiting. None while the queue is paused, and tasks of
-/// a job at its `max_running` do not count: a finished task's write wakes the
+/// a job at its `max_concurrency` do not count: a finished task's write wakes the
 /// threads, so they need not poll for either.
 pub fn next_ready_in(conn: &Connection, claim: Claim) -> StoreResult<Option<f64>> {
     if queue_state(conn)?.paused {
         return Ok(None);
     }
     let kind = match claim {
-        Claim::Work => "t.kind != 'HOOK' AND (j.max_running IS NULL OR j.running < j.max_running)",
+        Claim::Work => "t.kind != 'HOOK' AND (j.max_concurrency IS NULL OR j.running < j.max_concurrency)",
         Claim::Hooks => "t.kind = 'HOOK'",
     };
     conn.query_row(

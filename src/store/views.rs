@@ -56,6 +56,7 @@ pub struct JobFacts {
     pub start_position: Option<i64>,
     pub next_start_position: Option<i64>,
     pub priority: i64,
+    pub max_concurrency: Option<i64>,
     pub sources: Vec<String>,
     /// Rows done within the last [`RATE_WINDOW`].
     pub recent_rows: Option<i64>,
@@ -76,7 +77,7 @@ pub fn job_facts(conn: &Connection, job_id: &str) -> StoreResult<Option<JobFacts
             "SELECT id, kind, status, trigger, settings, out_dir, created, modified, started, finished, error, total_rows, processed_rows,
                     skipped_rows, last_progress, campaign_id, parent_job_id, start_position, next_start_position, priority, error_events,
                     (SELECT json_group_array(path) FROM (SELECT path FROM sources WHERE job_id = ?1 ORDER BY n)),
-                    (SELECT SUM(rows) FROM parts WHERE job_id = ?1 AND state = 'DONE' AND finished >= ?2)
+                    (SELECT SUM(rows) FROM parts WHERE job_id = ?1 AND state = 'DONE' AND finished >= ?2), max_concurrency
              FROM jobs WHERE id = ?1",
         )?
         .query_row(params![job_id, t - RATE_WINDOW], |r: &Row| {
@@ -104,6 +105,7 @@ pub fn job_facts(conn: &Connection, job_id: &str) -> StoreResult<Option<JobFacts
                     start_position: r.get(17)?,
                     next_start_position: r.get(18)?,
                     priority: r.get(19)?,
+                    max_concurrency: r.get(23)?,
                     sources: serde_json::from_str(&r.get::<_, String>(21)?).unwrap_or_default(),
                     recent_rows: r.get(22)?,
                     tasks: BTreeMap::new(),

@@ -260,7 +260,7 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
     let files = listed.unwrap_or_default();
     let settings = config.defaults.settings(s.batch_size, s.file_column.as_ref());
     let name = s.name.clone();
-    let (data_dir, output_dir) = (config.data_dir.clone(), s.output_dir.clone());
+    let (data_dir, output_dir, priority) = (config.data_dir.clone(), s.output_dir.clone(), s.priority);
     Ok(store.write(move |tx| {
         let taken = tx.execute(
             "INSERT INTO schedule_fires (schedule, scheduled_at, manual, fired_at, result, late) VALUES (?1, ?2, ?3, ?4, 'EMPTY', ?5)
@@ -310,14 +310,17 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
             return Ok(fired);
         }
         let sources = new.iter().map(|c| c.path.clone()).collect();
-        let job = NewJob::ingest(
-            crate::ids::new_id(),
-            &data_dir,
-            output_dir.as_deref(),
-            sources,
-            settings,
-            "schedule",
-        );
+        let job = NewJob {
+            priority,
+            ..NewJob::ingest(
+                crate::ids::new_id(),
+                &data_dir,
+                output_dir.as_deref(),
+                sources,
+                settings,
+                "schedule",
+            )
+        };
         jobs::create(tx, &job)?;
         for c in &new {
             tx.execute(

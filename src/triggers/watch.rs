@@ -252,14 +252,17 @@ impl Watcher {
     /// the file moved to `duplicates/` (per `w.duplicates`).
     fn queue(&self, w: &Watch, row: i64, id: &str, processing: &Path) -> anyhow::Result<()> {
         let sha = content_hash(processing)?;
-        let job = NewJob::ingest(
-            id.to_owned(),
-            &self.config.data_dir,
-            w.output_dir.as_deref(),
-            vec![processing.to_string_lossy().into_owned()],
-            self.config.defaults.settings(w.batch_size, w.file_column.as_ref()),
-            "watch",
-        );
+        let job = NewJob {
+            priority: w.priority,
+            ..NewJob::ingest(
+                id.to_owned(),
+                &self.config.data_dir,
+                w.output_dir.as_deref(),
+                vec![processing.to_string_lossy().into_owned()],
+                self.config.defaults.settings(w.batch_size, w.file_column.as_ref()),
+                "watch",
+            )
+        };
         let (watch, skip, sha2) = (w.name.clone(), w.duplicates == Duplicates::Skip, sha.clone());
         let outcome = self.store.write(move |tx| {
             // Checked in the transaction that records this file's hash, so two

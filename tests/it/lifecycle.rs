@@ -398,6 +398,7 @@ impl Driver {
                     trigger: "api".into(),
                     submit,
                     priority,
+                    max_concurrency: None,
                     out_dir: format!("/out/{id}"),
                     idempotency: None,
                     campaign: None,

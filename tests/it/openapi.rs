@@ -55,6 +55,7 @@ fn responses_match_openapi() {
             output_dir: None,
             batch_size: None,
             file_column: None,
+            priority: 0,
         }];
     });
     let (good, skip, evil) = (d.stage(&good), d.stage(&skip), d.stage(&evil));

@@ -41,6 +41,7 @@ fn finished_jobs_are_pruned_and_files_are_still_taken_once() {
             output_dir: None,
             batch_size: None,
             file_column: None,
+            priority: 0,
         }];
     });
     let api_job = d.create(&json!({"sources": [d.stage(&zip)], "batch_size": 2}));

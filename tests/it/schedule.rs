@@ -31,6 +31,7 @@ fn schedule(dir: &Path, cron: &str, tz: &str, misfire: Misfire) -> Schedule {
         output_dir: None,
         batch_size: Some(2),
         file_column: None,
+        priority: 0,
     }
 }
 
