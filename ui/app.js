@@ -189,13 +189,37 @@ $("#logout").onclick = () => {
   showLogin();
 };
 
+// The pause switch: paused, no task is claimed and running ones finish.
+let queuePaused = null;
+async function refreshQueue() {
+  const q = await api("GET", "/v1/queue");
+  queuePaused = q.paused;
+  $("#queue-state").textContent = q.paused
+    ? "PAUSED since " + new Date(q.since).toLocaleString() + (q.reason ? " (" + q.reason + ")" : "") + " · " + q.running_tasks + " task(s) finishing"
+    : "running · " + q.running_tasks + " task(s) running";
+  $("#queue-state").className = q.paused ? "status-FAILED" : "status-COMPLETED";
+  const b = $("#queue-toggle");
+  b.hidden = false;
+  b.textContent = q.paused ? "Resume queue" : "Pause queue";
+}
+
+$("#queue-toggle").onclick = async () => {
+  try {
+    if (queuePaused) await api("POST", "/v1/queue/resume", {});
+    else await api("POST", "/v1/queue/pause", { reason: "paused from the dashboard" });
+  } catch (e) {
+    $("#queue-state").textContent = (e.code ? e.code + ": " : "") + e.message;
+  }
+  tick();
+};
+
 let timer = null;
 let busy = false;
 async function tick() {
   if (busy) return;
   busy = true;
   try {
-    await Promise.all([refreshJobs(), refreshCampaigns(), refreshSchedules()]);
+    await Promise.all([refreshJobs(), refreshCampaigns(), refreshSchedules(), refreshQueue()]);
     $("#conn").textContent = "live · updated " + new Date().toLocaleTimeString();
   } catch (e) {
     if (e.status === 401) {

@@ -95,6 +95,29 @@ fn dashboard_starts_watches_and_stops_a_campaign_in_chromium() {
     assert_eq!(f["next_start_position"], c["next_start_position"].to_string());
     assert!(c["children"]["succeeded"].as_i64().unwrap() < 60, "stopped before the end: {c}");
     assert_eq!(shown["detail"], c["status_message"]);
+    // The page paused the queue (with its reason) and resumed it.
+    let paused = shown["queue_paused"].as_str().unwrap();
+    assert!(
+        paused.starts_with("PAUSED") && paused.contains("paused from the dashboard"),
+        "{paused}"
+    );
+    assert_eq!(d.get("/v1/queue").json["paused"], false);
+    let (mut kinds, mut after) = (Vec::new(), 0);
+    loop {
+        let page = d.get(&format!("/v1/events?after={after}")).json;
+        let events = page["events"].as_array().unwrap();
+        if events.is_empty() {
+            break;
+        }
+        kinds.extend(
+            events
+                .iter()
+                .filter(|e| e["kind"].as_str().unwrap().starts_with("queue."))
+                .map(|e| e["kind"].clone()),
+        );
+        after = page["next"].as_i64().unwrap();
+    }
+    assert_eq!(kinds, ["queue.paused", "queue.resumed"]);
     assert!(shot.metadata().is_ok_and(|m| m.len() > 10_000), "screenshot saved");
     // Resuming from the API finishes it: the stop lost nothing.
     assert_eq!(d.post(&format!("/v1/campaigns/{id}/resume"), &serde_json::json!({})).status, 200);

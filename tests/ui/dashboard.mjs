@@ -1,6 +1,7 @@
 // Drives the dashboard in Debian's headless Chromium with playwright-core:
 // token from the fragment, the token prompt, then start a campaign from the
-// runner form, watch it progress in the monitor, stop it, and screenshot.
+// runner form, watch it progress in the monitor, stop it, pause and resume
+// the queue, and screenshot.
 //
 //   node tests/ui/dashboard.mjs BASE_URL TOKEN PARENT_DIR SCREENSHOT.png
 //
@@ -87,6 +88,14 @@ try {
   await page.locator("#campaign-detail .campaign-message").waitFor({ timeout: 5000 });
   result.detail = await page.locator("#campaign-detail .campaign-message").innerText();
   await row.locator('button[data-action="resume"]').waitFor({ timeout: 5000 });
+
+  // 6. Pause the queue from the page, see it shown, resume it.
+  await page.locator("#queue-toggle").filter({ hasText: "Pause queue" }).click();
+  await page.locator("#queue-state").filter({ hasText: "PAUSED" }).waitFor({ timeout: 5000 });
+  result.queue_paused = await page.locator("#queue-state").innerText();
+  await page.screenshot({ path: shot.replace(/\.png$/, "-paused.png"), fullPage: false });
+  await page.locator("#queue-toggle").filter({ hasText: "Resume queue" }).click();
+  await page.locator("#queue-state").filter({ hasText: "running" }).waitFor({ timeout: 5000 });
   if (errors.length) fail("page errors: " + errors.join(" | "));
   await page.screenshot({ path: shot, fullPage: true });
   console.log(JSON.stringify(result));
