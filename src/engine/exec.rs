@@ -50,6 +50,8 @@ pub struct Planned {
     /// True when each part gets its own PACK task (random-access sources).
     pub per_part: bool,
     pub rows: i64,
+    /// Parts a TAR.GZ's planning pass already published: (number, bytes, sha256).
+    pub published: Vec<(usize, u64, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,8 +120,12 @@ pub fn execute(work: &Work, cache: &PlanCache, progress: &Progress) -> Result<Ou
     match work {
         Work::Plan { key, opts } => {
             cache.forget(&key.0);
-            let entry = cache.planned(key, opts)?;
-            Ok(Outcome::Planned(planned(key.1, &entry)))
+            let (src, plan, done) = split::plan_and_pack_stream(opts, progress)?;
+            let entry = Arc::new((src, plan, opts.clone()));
+            cache.put(key.clone(), Arc::clone(&entry));
+            let mut p = planned(key.1, &entry);
+            p.published = done.into_iter().map(|(n, w)| (n, w.bytes, w.sha256)).collect();
+            Ok(Outcome::Planned(p))
         }
         Work::Pack { key, opts, parts } => {
             crate::failpoint::task_fault(&opts.source);
@@ -152,6 +158,7 @@ fn planned(source_n: i64, entry: &PlanEntry) -> Planned {
         skipped: plan.skipped.iter().map(|s| (s.line, s.value.clone())).collect(),
         per_part: src.random_access(),
         rows: plan.rows as i64,
+        published: Vec::new(),
     }
 }
 

@@ -471,6 +471,15 @@ impl Engine {
                         .map(|n| n as usize)
                         .collect(),
                 };
+                if parts.is_empty() {
+                    // Everything was packed by the planning pass (a TAR.GZ).
+                    let t = task.clone();
+                    self.store
+                        .write(move |tx| jobs::task_done(tx, t.id, &t.job_id))
+                        .map_err(anyhow::Error::from)?;
+                    crate::failpoint::hit("pack.done");
+                    return Ok(());
+                }
                 Work::Pack { key, opts, parts }
             }
         };
@@ -491,9 +500,21 @@ impl Engine {
         let t = task.clone();
         match outcome {
             Outcome::Planned(p) => {
+                let hook = !self.config.hooks.on_part.is_empty();
+                let published = p.published.len();
                 self.store
-                    .write(move |tx| parts::planned(tx, &t, &p.parts, p.per_part, p.rows, &p.skipped))
+                    .write(move |tx| {
+                        parts::planned(tx, &t, &p.parts, p.per_part, p.rows, &p.skipped)?;
+                        // A TAR.GZ packed while it was planned: its parts are done.
+                        for (n, bytes, sha) in &p.published {
+                            parts::part_done(tx, &t.job_id, source_n, *n as i64, *bytes, sha, hook)?;
+                        }
+                        Ok(())
+                    })
                     .map_err(anyhow::Error::from)?;
+                for _ in 0..published {
+                    crate::failpoint::hit("part.recorded");
+                }
             }
             Outcome::Packed => {
                 self.store
