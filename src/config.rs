@@ -261,6 +261,10 @@ pub struct Engine {
     pub max_tasks_per_worker: u32,
     /// Hard cap on a worker's data segment (RLIMIT_DATA), MiB; 0 for none.
     pub worker_memory_mib: u64,
+    /// Below this many free bytes where a job writes its parts, PLAN and PACK
+    /// tasks wait (checked again every few seconds) instead of failing the
+    /// job with DISK_FULL; 0 turns the check off.
+    pub min_free_bytes: u64,
     /// The program started as a worker (with the argument `worker`): by
     /// default this daemon's own binary. Only for a daemon embedded in
     /// another program (the test suite), which must name a batchd binary.
@@ -329,6 +333,7 @@ impl Default for Engine {
             max_tasks_per_worker: 100,
             worker_memory_mib: 4096,
             worker_program: None,
+            min_free_bytes: 512 << 20,
         }
     }
 }

@@ -373,7 +373,8 @@ impl CampaignView {
     }
 }
 
-/// The queue's pause switch as `GET /v1/queue` returns it.
+/// The queue as `GET /v1/queue` returns it: the pause switch, and whether
+/// work waits for disk space.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueView {
     pub paused: bool,
@@ -381,15 +382,38 @@ pub struct QueueView {
     pub reason: Option<String>,
     /// Tasks still running (a pause lets them finish).
     pub running_tasks: usize,
+    /// Set while PLAN and PACK tasks wait for `engine.min_free_bytes`.
+    pub waiting_for_space: Option<SpaceWait>,
+}
+
+/// Tasks wait: the file system holding `dir` has less than `min_free_bytes` free.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpaceWait {
+    pub dir: String,
+    pub free_bytes: u64,
+    pub min_free_bytes: u64,
+    pub since: String,
+}
+
+impl SpaceWait {
+    pub fn message(&self) -> String {
+        format!(
+            "waiting for disk space in {}: {} MiB free, engine.min_free_bytes is {} MiB",
+            self.dir,
+            self.free_bytes >> 20,
+            self.min_free_bytes >> 20
+        )
+    }
 }
 
 impl QueueView {
-    pub fn new(q: &crate::store::jobs::QueueState, running_tasks: usize) -> QueueView {
+    pub fn new(q: &crate::store::jobs::QueueState, running_tasks: usize, waiting_for_space: Option<SpaceWait>) -> QueueView {
         QueueView {
             paused: q.paused,
             since: q.since.map(rfc3339),
             reason: q.reason.clone(),
             running_tasks,
+            waiting_for_space,
         }
     }
 }

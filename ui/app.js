@@ -197,7 +197,12 @@ async function refreshQueue() {
   $("#queue-state").textContent = q.paused
     ? "PAUSED since " + new Date(q.since).toLocaleString() + (q.reason ? " (" + q.reason + ")" : "") + " · " + q.running_tasks + " task(s) finishing"
     : "running · " + q.running_tasks + " task(s) running";
-  $("#queue-state").className = q.paused ? "status-FAILED" : "status-COMPLETED";
+  if (q.waiting_for_space) {
+    const w = q.waiting_for_space;
+    $("#queue-state").textContent += " · waiting for disk space in " + w.dir + ": " + Math.floor(w.free_bytes / 1048576) +
+      " MiB free, " + Math.floor(w.min_free_bytes / 1048576) + " MiB needed";
+  }
+  $("#queue-state").className = q.paused || q.waiting_for_space ? "status-FAILED" : "status-COMPLETED";
   const b = $("#queue-toggle");
   b.hidden = false;
   b.textContent = q.paused ? "Resume queue" : "Pause queue";

@@ -47,6 +47,9 @@ fn show(v: serde_json::Value, as_json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let q: QueueView = serde_json::from_value(v)?;
+    if let Some(w) = &q.waiting_for_space {
+        println!("{}", w.message());
+    }
     if q.paused {
         let why = q.reason.map(|r| format!(" ({r})")).unwrap_or_default();
         println!(

@@ -20,7 +20,7 @@ mod hook_tasks;
 pub mod pool;
 pub mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +35,7 @@ use crate::store::jobs::{self, Claim, Task};
 use crate::store::model::{JobStatus, TaskKind};
 use crate::store::parts;
 use crate::store::Store;
+use crate::view::SpaceWait;
 pub use exec::{Failure, TaskError};
 use exec::{Outcome, PlanCache, Work};
 
@@ -71,7 +72,12 @@ pub struct Engine {
     /// Rows packed by tasks that have ended; with the running tasks' own counts
     /// this gives the rate shown in systemd's STATUS line.
     rows_finished: AtomicU64,
+    /// Set while tasks wait for disk space, with the jobs told so in their history.
+    space: Mutex<Option<(SpaceWait, HashSet<String>)>>,
 }
+
+/// How often a task waiting for disk space looks again.
+const SPACE_RETRY_SECONDS: f64 = 5.0;
 
 pub struct EngineHandle {
     pub engine: Arc<Engine>,
@@ -137,6 +143,7 @@ impl Engine {
             plans: PlanCache::new(2 * workers + 2),
             pool,
             rows_finished: AtomicU64::new(0),
+            space: Mutex::new(None),
             config,
         });
         let mut threads = Vec::new();
@@ -182,6 +189,55 @@ impl Engine {
 
     pub fn running_tasks(&self) -> usize {
         self.running.lock().unwrap().len()
+    }
+
+    /// Why tasks wait for disk space, while they do.
+    pub fn waiting_for_space(&self) -> Option<SpaceWait> {
+        self.space.lock().unwrap().as_ref().map(|(w, _)| w.clone())
+    }
+
+    /// True when the file system of `out_dir` has less than
+    /// `engine.min_free_bytes` free: the task is put back (not an attempt)
+    /// to look again in a few seconds, instead of failing with DISK_FULL.
+    fn wait_for_space(&self, task: &Task, out_dir: &str) -> anyhow::Result<bool> {
+        let min = self.config.engine.min_free_bytes;
+        if min == 0 {
+            return Ok(false);
+        }
+        let free = match crate::fsx::free_bytes(Path::new(out_dir)) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("free space of {out_dir}: {e}; not waiting for it");
+                return Ok(false);
+            }
+        };
+        let mut space = self.space.lock().unwrap();
+        if free >= min {
+            if let Some((w, _)) = space.take_if(|(w, _)| w.dir == out_dir) {
+                tracing::info!("disk space returned in {}: {} MiB free; tasks go on", w.dir, free >> 20);
+            }
+            return Ok(false);
+        }
+        let (wait, told) = space.get_or_insert_with(|| {
+            let w = SpaceWait {
+                dir: out_dir.to_owned(),
+                free_bytes: free,
+                min_free_bytes: min,
+                since: crate::clock::rfc3339(crate::clock::now()),
+            };
+            tracing::warn!("{}; PLAN and PACK tasks wait", w.message());
+            (w, HashSet::new())
+        });
+        wait.dir = out_dir.to_owned();
+        wait.free_bytes = free;
+        let tell = told
+            .insert(task.job_id.clone())
+            .then(|| serde_json::json!({"dir": out_dir, "free_bytes": free, "min_free_bytes": min}));
+        drop(space);
+        let (id, job_id) = (task.id, task.job_id.clone());
+        self.store
+            .write(move |tx| jobs::postponed(tx, id, &job_id, SPACE_RETRY_SECONDS, tell.as_ref()))?;
+        Ok(true)
     }
 
     /// Worker processes started and crashed since the daemon started (zero in thread mode).
@@ -248,8 +304,9 @@ impl Engine {
         let rows = self.rows_packed();
         let rate = rows.saturating_sub(last.1) as f64 / last.0.elapsed().as_secs_f64().max(0.001);
         *last = (Instant::now(), rows);
+        let space = self.waiting_for_space().map(|w| format!("{}, ", w.message())).unwrap_or_default();
         let status = format!(
-            "STATUS={}{} tasks running, {queued} jobs queued or processing, {} rows/s",
+            "STATUS={}{space}{} tasks running, {queued} jobs queued or processing, {} rows/s",
             if paused { "queue PAUSED, " } else { "" },
             self.running_tasks(),
             crate::text::thousands(rate.round() as u64)
@@ -455,6 +512,9 @@ impl Engine {
     /// worker process, and its outcome recorded here.
     fn source_task(&self, task: &Task, running: &Running) -> Result<(), TaskError> {
         let job = self.job(&task.job_id)?;
+        if self.wait_for_space(task, &job.out_dir)? {
+            return Ok(());
+        }
         let source_n = task.source_n.expect("PLAN and PACK have a source");
         let key = (job.id.clone(), source_n);
         let opts = self.options(&job, source_n)?;

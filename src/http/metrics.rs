@@ -56,6 +56,10 @@ impl Api {
                 u8::from(queue.paused)
             ));
             out.push_str(&format!(
+                "# HELP batchd_waiting_for_space 1 while tasks wait for engine.min_free_bytes of disk space.\n# TYPE batchd_waiting_for_space gauge\nbatchd_waiting_for_space {}\n",
+                u8::from(self.engine.waiting_for_space().is_some())
+            ));
+            out.push_str(&format!(
                 "# HELP batchd_worker_processes_started_total Worker processes started (engine.isolation = \"process\").\n# TYPE batchd_worker_processes_started_total counter\nbatchd_worker_processes_started_total {workers_started}\n"
             ));
             out.push_str(&format!(

@@ -42,7 +42,7 @@ impl Api {
     }
 
     fn queue_reply(&self, q: &QueueState) -> Reply {
-        let view = QueueView::new(q, self.engine.running_tasks());
+        let view = QueueView::new(q, self.engine.running_tasks(), self.engine.waiting_for_space());
         reply(200, serde_json::to_value(view).expect("a queue view serializes"))
     }
 }

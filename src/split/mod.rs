@@ -176,13 +176,16 @@ pub fn plan(opts: &SplitOptions) -> Result<(Source, Plan)> {
     Ok((src, plan))
 }
 
+/// Parts already published, by number.
+pub type Published = Vec<(usize, zipwrite::Written)>;
+
 /// The daemon's PLAN: plans the source and, for a TAR.GZ with no parts in the
 /// output directory yet, packs it in the same decoding pass as `split` does
 /// (decoding is the expensive part of a TAR.GZ). Returns the parts that pass
 /// published, by number; the rest are left to PACK. A second run (after a
 /// crash) finds those parts on disk and only plans: PACK keeps them once
 /// verified.
-pub fn plan_and_pack_stream(opts: &SplitOptions, progress: &Progress) -> Result<(Source, Plan, Vec<(usize, zipwrite::Written)>)> {
+pub fn plan_and_pack_stream(opts: &SplitOptions, progress: &Progress) -> Result<(Source, Plan, Published)> {
     if opts.batch_size == 0 {
         return Err(Error::InvalidArgument("--batch-size must be at least 1".into()));
     }
@@ -194,7 +197,7 @@ pub fn plan_and_pack_stream(opts: &SplitOptions, progress: &Progress) -> Result<
     fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, "creating the output directory", e))?;
     match stream::single_pass(opts, progress) {
         Ok(r) => {
-            let mut done: Vec<(usize, zipwrite::Written)> = r.done.into_iter().collect();
+            let mut done: Published = r.done.into_iter().collect();
             done.sort_by_key(|(n, _)| *n);
             Ok((r.source, r.plan, done))
         }

@@ -534,6 +534,21 @@ pub fn stopped(tx: &Tx, task_id: i64, job_id: &str) -> StoreResult<()> {
     }
 }
 
+/// A task that did not start for want of disk space: READY again after
+/// `delay` seconds, the attempt not held against it. `told` records the wait
+/// in the job's history (once per wait, not every few seconds).
+pub fn postponed(tx: &Tx, task_id: i64, job_id: &str, delay: f64, told: Option<&Value>) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE tasks SET state = 'READY', started = NULL, attempts = MAX(attempts - 1, 0), not_before = ?2
+         WHERE id = ?1 AND state = 'RUNNING'",
+        params![task_id, now() + delay],
+    )?;
+    if let Some(data) = told {
+        event(tx, Some(job_id), "task.waiting_for_space", data.clone())?;
+    }
+    settle_if_ended(tx, job_id)
+}
+
 /// A failed attempt: retried after `retry_in` seconds, or the job fails.
 pub fn task_failed(tx: &Tx, task: &Task, error: &Value, retry_in: Option<f64>) -> StoreResult<bool> {
     let t = now();

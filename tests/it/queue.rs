@@ -180,3 +180,73 @@ fn pause_holds_queued_work_until_resume() {
         .unwrap();
     assert!(String::from_utf8_lossy(&cli.stdout).contains("(upstream down)"));
 }
+
+/// Below `engine.min_free_bytes` free, PLAN and PACK wait (shown in
+/// /v1/queue and /metrics, told once in the job's history) instead of failing
+/// the job with DISK_FULL, and go on when space returns. The shortage is made
+/// real: a fallocated ballast file on the same file system.
+#[test]
+fn tasks_wait_for_disk_space_and_go_on_when_it_returns() {
+    const MARGIN: u64 = 2 << 30;
+    let env = Env::new();
+    let src = env.archive("zip", "s.zip", &numbered(30, 100));
+    let free = batchd::fsx::free_bytes(env.dir.path()).unwrap();
+    assert!(free > 3 * MARGIN, "this test needs 6 GiB free, found {} MiB", free >> 20);
+    let d = Daemon::with(|c| c.engine.min_free_bytes = free - MARGIN);
+    assert!(
+        batchd::fsx::free_bytes(&d.data_dir()).unwrap() >= free - MARGIN / 2,
+        "one file system"
+    );
+    let ballast = d.data_dir().join("ballast");
+    let made = Command::new("fallocate")
+        .args(["-l", &(2 * MARGIN).to_string()])
+        .arg(&ballast)
+        .status()
+        .unwrap();
+    assert!(made.success(), "fallocate");
+    let staged = d.stage(&src);
+    let id = d.create(&json!({"sources": [staged], "batch_size": 10}));
+    assert!(wait_for(
+        || !d.get("/v1/queue").json["waiting_for_space"].is_null(),
+        Duration::from_secs(30)
+    ));
+    let q = d.get("/v1/queue").json;
+    let w = &q["waiting_for_space"];
+    assert!(w["free_bytes"].as_u64().unwrap() < w["min_free_bytes"].as_u64().unwrap(), "{q}");
+    assert!(d.get("/metrics").text.contains("\nbatchd_waiting_for_space 1\n"));
+    let j = job(&d, &id);
+    assert!(matches!(j["status"].as_str(), Some("QUEUED" | "PROCESSING")), "{j}");
+    // Waiting is not failing: over a few rounds of looking again, no attempt
+    // is used and the job does not end.
+    let c = db(&d);
+    let spent = wait_for(
+        || {
+            // A task looking at the space is RUNNING for a moment, its attempt
+            // counted until it is put back; one put back must show none.
+            let attempts: i64 = c
+                .query_row(
+                    "SELECT COALESCE(MAX(attempts), 0) FROM tasks WHERE job_id = ?1 AND state != 'RUNNING'",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            attempts > 0 || !matches!(job(&d, &id)["status"].as_str(), Some("QUEUED" | "PROCESSING"))
+        },
+        Duration::from_secs(6),
+    );
+    assert!(!spent, "waiting for space costs no attempt: {}", job(&d, &id));
+    let told: i64 = db(&d)
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE job_id = ?1 AND kind = 'task.waiting_for_space'",
+            [&id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(told, 1, "told once in the job's history");
+
+    std::fs::remove_file(&ballast).unwrap();
+    let j = d.wait_job(&id, Duration::from_secs(60));
+    assert_eq!(j["status"], "COMPLETED", "{j}");
+    assert!(d.get("/v1/queue").json["waiting_for_space"].is_null());
+    inspect(Path::new(j["out_dir"].as_str().unwrap()));
+}
