@@ -297,65 +297,45 @@ pub fn claim(tx: &Tx, claim: Claim) -> StoreResult<Option<Task>> {
         return Ok(None);
     }
     let t = now();
-    let row = |r: &r2d2_sqlite::rusqlite::Row| -> r2d2_sqlite::rusqlite::Result<(i64, Task)> {
-        Ok((
-            r.get(6)?,
-            Task {
+    // Each probe walks a partial index of jobs in claim order and looks into
+    // each job for a READY task, instead of sorting every READY task of every
+    // queued job. Returns the job's priority with the task.
+    let probe = |index: &str, filter: &str, order: &str| -> StoreResult<Option<(i64, Task)>> {
+        let sql = format!(
+            "SELECT t.id, t.job_id, t.kind, t.source_n, t.part_n, t.attempts, j.priority FROM jobs j INDEXED BY {index}
+             JOIN tasks t INDEXED BY tasks_ready_job ON t.job_id = j.id AND t.state = 'READY'
+             WHERE t.not_before <= ?1 AND j.status IN ('QUEUED', 'PROCESSING') AND {filter}
+             ORDER BY {order}, t.id LIMIT 1"
+        );
+        let found = tx.query_row(&sql, [t], |r| {
+            let task = Task {
                 id: r.get(0)?,
                 job_id: r.get(1)?,
                 kind: r.get(2)?,
                 source_n: r.get(3)?,
                 part_n: r.get(4)?,
                 attempts: r.get::<_, i64>(5)? + 1,
-            },
-        ))
+            };
+            Ok((r.get(6)?, task))
+        });
+        Ok(found.optional()?)
     };
-    // Both queries walk a partial index in claim order and probe each job for
-    // a READY task, instead of sorting every READY task of every queued job.
-    const COLS: &str = "t.id, t.job_id, t.kind, t.source_n, t.part_n, t.attempts, j.priority";
     let task = match claim {
-        Claim::Hooks => tx
-            .query_row(
-                &format!(
-                    "SELECT {COLS} FROM jobs j INDEXED BY jobs_runnable
-                     JOIN tasks t INDEXED BY tasks_ready_job ON t.job_id = j.id AND t.state = 'READY'
-                     WHERE t.not_before <= ?1 AND j.status IN ('QUEUED', 'PROCESSING') AND t.kind = 'HOOK'
-                     ORDER BY j.priority DESC, j.seq, t.id LIMIT 1"
-                ),
-                [t],
-                row,
-            )
-            .optional()?,
+        Claim::Hooks => probe("jobs_runnable", "t.kind = 'HOOK'", "j.priority DESC, j.seq")?,
         Claim::Work => {
             // The first idle job in (priority, age) order…
-            let idle = tx
-                .query_row(
-                    &format!(
-                        "SELECT {COLS} FROM jobs j INDEXED BY jobs_runnable
-                         JOIN tasks t INDEXED BY tasks_ready_job ON t.job_id = j.id AND t.state = 'READY'
-                         WHERE t.not_before <= ?1 AND j.status IN ('QUEUED', 'PROCESSING') AND t.kind != 'HOOK'
-                           AND j.running = 0 AND (j.max_concurrency IS NULL OR j.max_concurrency > 0)
-                         ORDER BY j.priority DESC, j.seq, t.id LIMIT 1"
-                    ),
-                    [t],
-                    row,
-                )
-                .optional()?;
+            let idle = probe(
+                "jobs_runnable",
+                "t.kind != 'HOOK' AND j.running = 0 AND (j.max_concurrency IS NULL OR j.max_concurrency > 0)",
+                "j.priority DESC, j.seq",
+            )?;
             // …unless a busy job (there are at most as many as workers) has a
             // higher priority: then the busy job running least.
-            let busy = tx
-                .query_row(
-                    &format!(
-                        "SELECT {COLS} FROM jobs j INDEXED BY jobs_busy
-                         JOIN tasks t INDEXED BY tasks_ready_job ON t.job_id = j.id AND t.state = 'READY'
-                         WHERE t.not_before <= ?1 AND j.status IN ('QUEUED', 'PROCESSING') AND t.kind != 'HOOK'
-                           AND j.running > 0 AND (j.max_concurrency IS NULL OR j.running < j.max_concurrency)
-                         ORDER BY j.priority DESC, j.running, j.seq, t.id LIMIT 1"
-                    ),
-                    [t],
-                    row,
-                )
-                .optional()?;
+            let busy = probe(
+                "jobs_busy",
+                "t.kind != 'HOOK' AND j.running > 0 AND (j.max_concurrency IS NULL OR j.running < j.max_concurrency)",
+                "j.priority DESC, j.running, j.seq",
+            )?;
             match (idle, busy) {
                 (Some(i), Some(b)) if b.0 > i.0 => Some(b),
                 (Some(i), _) => Some(i),
