@@ -6,7 +6,8 @@
 #
 # Starts `batchd serve` on a fresh data dir (127.0.0.1, a free port), links each
 # source into it (the API takes sources below its allowed roots), submits it with
-# `batchd submit --wait`, and samples the daemon's VmRSS every 50 ms. Prints the
+# `batchd submit --wait`, and samples the VmRSS of the daemon plus its worker
+# processes every 50 ms. Prints the
 # idle RSS, then per source the job's time and the peak.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,15 @@ mkdir -p "$DATA/in"
 "$BIN" serve --data-dir "$DATA" --listen 127.0.0.1:0 >"$DATA/serve.log" 2>&1 &
 DAEMON=$!
 for _ in $(seq 100); do [ -s "$DATA/daemon.json" ] && break; sleep 0.1; done
-rss() { awk '/VmRSS/ {print $2}' "/proc/$DAEMON/status"; }
+# The daemon and its worker processes (engine.isolation = "process"), summed:
+# what the machine pays for the job.
+rss() {
+  local total=0 p
+  for p in "$DAEMON" $(cat /proc/"$DAEMON"/task/*/children 2>/dev/null); do
+    total=$((total + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
 echo "idle daemon: $(( $(rss) / 1024 )) MiB"
 for src in "${SOURCES[@]}"; do
   dst="$DATA/in/$(basename "$src")"
@@ -44,6 +53,6 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 name, start, end, peak = sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 st, msg = j["status"], j.get("status_message", "")
-print(f"{name}: {st} ({msg}) in {end - start:.1f} s; daemon peak RSS {peak / 1024:.1f} MiB")
+print(f"{name}: {st} ({msg}) in {end - start:.1f} s; peak RSS of daemon + workers {peak / 1024:.1f} MiB")
 ' "$DATA/job.json" "$(basename "$src")" "$start" "$end" "$peak"
 done
