@@ -43,7 +43,7 @@ pub struct Config {
 pub struct Hooks {
     /// Run once per part, as soon as the part is published.
     pub on_part: Vec<String>,
-    /// Run once per job when it ends (COMPLETED after its part hooks, or FAILED).
+    /// Run once per job when it ends (COMPLETED after its part hooks, FAILED, or CANCELLED).
     pub on_job: Vec<String>,
     pub timeout_seconds: f64,
     pub max_attempts: u32,

@@ -180,6 +180,33 @@ impl Engine {
         self.forget(job_id);
     }
 
+    /// A job was cancelled on request: its running tasks stop, and `on_job`
+    /// is told CANCELLED (on a thread of its own: the request that cancelled
+    /// does not wait for the site's program).
+    pub fn job_cancelled(self: &Arc<Self>, job_id: &str) {
+        self.cancel_job(job_id);
+        if self.config.hooks.on_job.is_empty() {
+            return;
+        }
+        let (engine, job_id) = (Arc::clone(self), job_id.to_owned());
+        let spawned = std::thread::Builder::new().name("batchd-on-job".into()).spawn(move || {
+            let once = Task {
+                id: 0,
+                job_id: job_id.clone(),
+                kind: TaskKind::Finish,
+                source_n: None,
+                part_n: None,
+                attempts: 1,
+            };
+            if let Err(e) = engine.job_hook(&once, "CANCELLED", &Progress::default()) {
+                tracing::warn!(job = %job_id, "on_job hook for a cancelled job: {e:#}");
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!("starting the on_job hook of a cancelled job: {e}");
+        }
+    }
+
     /// Drops what is kept in memory for a job that has ended, and gives freed
     /// memory back to the system: an edge daemon sits idle most of the time.
     fn forget(&self, job_id: &str) {

@@ -207,7 +207,7 @@ impl Api {
             Endpoint::CancelJob => {
                 let r = self.act(p[0], crate::store::jobs::cancel);
                 if r.status == 200 {
-                    self.engine.cancel_job(p[0]);
+                    self.engine.job_cancelled(p[0]);
                 }
                 Ok(r)
             }

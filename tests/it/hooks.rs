@@ -230,3 +230,36 @@ fn a_hook_past_its_timeout_is_killed_with_its_children() {
 fn zombie(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split(' ').nth(2) == Some("Z"))
 }
+
+/// Cancelling a job tells `on_job`, with status CANCELLED and the parts
+/// finished before the cancel.
+#[test]
+fn on_job_hears_of_a_cancelled_job() {
+    let env = Env::new();
+    let log = env.path("log");
+    std::fs::create_dir_all(&log).unwrap();
+    let src = env.archive("zip", "c.zip", &numbered(400, 20_000));
+    let d = Daemon::with(|c| {
+        c.engine.workers = 1;
+        c.hooks.on_part = recorder(&log, "slow");
+        c.hooks.on_job = recorder(&log, "ok");
+    });
+    let staged = d.stage(&src);
+    let id = d.create(&json!({"sources": [staged], "batch_size": 10}));
+    assert!(wait_for(
+        || d.get(&format!("/v1/jobs/{id}")).json["progress"]["processed"].as_i64() >= Some(10),
+        Duration::from_secs(60)
+    ));
+    assert_eq!(d.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).status, 200);
+    assert!(wait_for(|| log.join("on_job-job-1.json").exists(), Duration::from_secs(10)));
+    let rec = read(&log.join("on_job-job-1.json"));
+    assert_eq!(rec["env"]["BATCHD_JOB_STATUS"], "CANCELLED", "{rec}");
+    assert_eq!(rec["stdin"]["job_status"], "CANCELLED");
+    let parts: i64 = rec["env"]["BATCHD_JOB_PARTS"].as_str().unwrap().parse().unwrap();
+    assert!((1..40).contains(&parts), "the parts done before the cancel: {parts}");
+    // Recorded in the history once the program has exited.
+    assert!(wait_for(
+        || events(&d, "hook.ran").iter().any(|e| e["data"]["hook"] == "on_job"),
+        Duration::from_secs(10)
+    ));
+}
