@@ -175,6 +175,14 @@ pub struct Watch {
     /// Priority of the jobs this watch queues (higher runs first).
     #[serde(default)]
     pub priority: i64,
+    /// Use filesystem events as a wake-up hint (the scan stays the truth).
+    /// Off: the inbox is scanned every 0.5 s, events or not.
+    #[serde(default = "yes")]
+    pub events: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Watch {
@@ -194,6 +202,7 @@ impl Watch {
             batch_size: None,
             file_column: None,
             priority: 0,
+            events: true,
         }
     }
 }

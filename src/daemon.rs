@@ -127,9 +127,12 @@ pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool
     let watcher = crate::triggers::watch::Watcher::new(store.clone(), Arc::clone(&config))?;
     let scheduler = Scheduler::new(store.clone(), Arc::clone(&config), clock.clone())?;
     let watch_stop = Arc::new(crate::signals::Stop::default());
+    // The watcher has a stop of its own: filesystem events wake it through
+    // it, and must not wake the other loops.
+    let watcher_stop = Arc::new(crate::signals::Stop::default());
     let trigger_threads = {
         let (stop, stop2, stop3, stop4) = (
-            Arc::clone(&watch_stop),
+            Arc::clone(&watcher_stop),
             Arc::clone(&watch_stop),
             Arc::clone(&watch_stop),
             Arc::clone(&watch_stop),
@@ -139,7 +142,7 @@ pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool
         [
             std::thread::Builder::new()
                 .name("batchd-watch".into())
-                .spawn(move || watcher.run(&stop))?,
+                .spawn(move || watcher.run(stop))?,
             std::thread::Builder::new()
                 .name("batchd-schedule".into())
                 .spawn(move || scheduler.run(&stop2))?,
@@ -183,6 +186,7 @@ pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool
         server.unblock();
     }
     watch_stop.set();
+    watcher_stop.set();
     store.bell.ring(); // wakes the campaign runner
     for t in trigger_threads {
         let _ = t.join();

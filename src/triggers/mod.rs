@@ -3,5 +3,6 @@
 //! sweeps directories at cron times for files it has not ingested yet.
 
 pub mod cron;
+pub mod hint;
 pub mod schedule;
 pub mod watch;

@@ -40,6 +40,8 @@ use crate::store::jobs::{self, NewJob};
 use crate::store::Store;
 
 const SCAN_EVERY: Duration = Duration::from_millis(500);
+/// The reconciling scan of an idle inbox whose directory delivers events.
+const SCAN_IDLE_WITH_EVENTS: Duration = Duration::from_secs(5);
 
 /// Names that are still being written by common tools.
 pub fn is_temp_name(name: &str) -> bool {
@@ -124,8 +126,15 @@ impl Watcher {
         Ok(watcher)
     }
 
-    /// Runs scans until `stop` is set.
-    pub fn run(self, stop: &Stop) {
+    /// Runs scans until `stop` is set. Where the inboxes deliver filesystem
+    /// events, an idle inbox is scanned every [`SCAN_IDLE_WITH_EVENTS`] and an
+    /// event (a file created, renamed in, closed after writing) wakes the scan
+    /// at once; a file still settling, or an inbox without events, is scanned
+    /// every [`SCAN_EVERY`] as before. The scan stays the truth either way.
+    pub fn run(self, stop: Arc<Stop>) {
+        let dirs: Vec<PathBuf> = self.watches.iter().map(|w| w.dir.clone()).collect();
+        let events = self.watches.iter().all(|w| w.events);
+        let hint = super::hint::Hint::start(if events { &dirs } else { &[] }, Arc::clone(&stop), events);
         let mut seen: HashMap<PathBuf, Seen> = HashMap::new();
         let mut reported: HashSet<PathBuf> = HashSet::new();
         let mut finalized_at = None;
@@ -143,7 +152,8 @@ impl Watcher {
                     Err(e) => tracing::error!("finishing watched files: {e:#}"),
                 }
             }
-            stop.sleep(SCAN_EVERY);
+            let idle = seen.is_empty() && reported.is_empty();
+            stop.sleep(if idle && hint.active() { SCAN_IDLE_WITH_EVENTS } else { SCAN_EVERY });
         }
     }
 

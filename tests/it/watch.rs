@@ -423,6 +423,36 @@ fn marker_files_say_when_a_file_is_ready() {
     assert!(wait_for(|| inbox(&dir).is_empty(), Duration::from_secs(5)), "{:?}", inbox(&dir));
 }
 
+/// Filesystem events only hint: with `events = false` (as on a filesystem that
+/// delivers none) the scan alone takes files, a marker drop and a settled one.
+#[test]
+fn an_inbox_without_events_is_still_scanned() {
+    let env = Env::new();
+    let (dir, other) = (env.path("inbox"), env.path("other"));
+    let d = Daemon::with(|c| {
+        c.watch = vec![
+            Watch {
+                marker: true,
+                events: false,
+                ..watch(&dir, 3600.0)
+            },
+            Watch {
+                name: "other".into(),
+                events: false,
+                ..watch(&other, 0.5)
+            },
+        ]
+    });
+    std::fs::copy(small_zip(&env, "a.zip", 3), dir.join("a.zip")).unwrap();
+    std::fs::write(dir.join("a.zip.done"), b"").unwrap();
+    std::fs::copy(small_zip(&env, "b.zip", 4), other.join("b.zip")).unwrap();
+    assert!(wait_for(|| ended(&d, 2), Duration::from_secs(20)), "{:?}", jobs(&d));
+    assert!(wait_for(
+        || inbox(&dir).is_empty() && inbox(&other).is_empty(),
+        Duration::from_secs(10)
+    ));
+}
+
 /// With `directories = true`, a dropped directory is one directory source: it
 /// is taken only once nothing in its tree has changed for the settle time, it
 /// moves to `done/` whole, and the same tree dropped again is a duplicate.
