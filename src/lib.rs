@@ -9,15 +9,20 @@
 //!   read pool, `StoreError`; `jobs` and `parts` are the only writers of the
 //!   jobs, tasks and parts tables, `views` builds what the API shows (typed
 //!   `PartView`), `model` holds the lifecycle words (`JobStatus`, `TaskKind`,
-//!   `PartState`), plus `counters` and `retention`. It imports no caller.
+//!   `PartState`), `queue` the fair claim and the pause switch, plus
+//!   `counters` and `retention`. It imports no caller.
 //! - [`view`]: what a job looks like to people and programs (`JobView`: rate,
 //!   ETA, health, the status message), made from the store's facts.
-//! - [`engine`]: workers that claim and run PLAN/PACK/HOOK/FINISH tasks.
+//! - [`engine`]: workers that claim and run PLAN/PACK/HOOK/FINISH tasks;
+//!   PLAN and PACK run `engine::exec` in worker processes (`pool`, `worker`)
+//!   or on the engine's threads; `space` holds tasks back while disk is short,
+//!   `supervise` enforces timeouts and feeds systemd.
 //! - [`campaign`]: parent jobs and the sequential, resumable campaign runner.
 //! - [`hooks`]: site programs run after each part and each job.
 //! - [`http`]: the JSON API — the server, one route table, token auth, one
 //!   file per resource; [`daemon`] ties store, engine and API together.
-//! - [`triggers`]: watched inboxes and cron schedules that turn files into jobs.
+//! - [`triggers`]: watched inboxes (with filesystem events as a wake-up hint)
+//!   and cron schedules that turn files into jobs.
 //! - [`config`]: the TOML configuration with embedded defaults.
 //! - [`cli`]: the command line, one file per subcommand.
 //! - [`error`]: the error type with stable codes shared by every interface.

@@ -407,7 +407,7 @@ impl SpaceWait {
 }
 
 impl QueueView {
-    pub fn new(q: &crate::store::jobs::QueueState, running_tasks: usize, waiting_for_space: Option<SpaceWait>) -> QueueView {
+    pub fn new(q: &crate::store::queue::QueueState, running_tasks: usize, waiting_for_space: Option<SpaceWait>) -> QueueView {
         QueueView {
             paused: q.paused,
             since: q.since.map(rfc3339),

@@ -18,6 +18,8 @@
 pub mod exec;
 mod hook_tasks;
 pub mod pool;
+mod space;
+mod supervise;
 pub mod worker;
 
 use std::collections::{HashMap, HashSet};
@@ -31,9 +33,10 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, Isolation};
 use crate::ids::random_u64;
 use crate::split::{self, PartHook, Progress, SplitOptions};
-use crate::store::jobs::{self, Claim, Task};
+use crate::store::jobs::{self, Task};
 use crate::store::model::{JobStatus, TaskKind};
 use crate::store::parts;
+use crate::store::queue::{self, Claim};
 use crate::store::Store;
 use crate::view::SpaceWait;
 pub use exec::{Failure, TaskError};
@@ -75,9 +78,6 @@ pub struct Engine {
     /// Set while tasks wait for disk space, with the jobs told so in their history.
     space: Mutex<Option<(SpaceWait, HashSet<String>)>>,
 }
-
-/// How often a task waiting for disk space looks again.
-const SPACE_RETRY_SECONDS: f64 = 5.0;
 
 pub struct EngineHandle {
     pub engine: Arc<Engine>,
@@ -218,55 +218,6 @@ impl Engine {
         self.running.lock().unwrap().len()
     }
 
-    /// Why tasks wait for disk space, while they do.
-    pub fn waiting_for_space(&self) -> Option<SpaceWait> {
-        self.space.lock().unwrap().as_ref().map(|(w, _)| w.clone())
-    }
-
-    /// True when the file system of `out_dir` has less than
-    /// `engine.min_free_bytes` free: the task is put back (not an attempt)
-    /// to look again in a few seconds, instead of failing with DISK_FULL.
-    fn wait_for_space(&self, task: &Task, out_dir: &str) -> anyhow::Result<bool> {
-        let min = self.config.engine.min_free_bytes;
-        if min == 0 {
-            return Ok(false);
-        }
-        let free = match crate::fsx::free_bytes(Path::new(out_dir)) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!("free space of {out_dir}: {e}; not waiting for it");
-                return Ok(false);
-            }
-        };
-        let mut space = self.space.lock().unwrap();
-        if free >= min {
-            if let Some((w, _)) = space.take_if(|(w, _)| w.dir == out_dir) {
-                tracing::info!("disk space returned in {}: {} MiB free; tasks go on", w.dir, free >> 20);
-            }
-            return Ok(false);
-        }
-        let (wait, told) = space.get_or_insert_with(|| {
-            let w = SpaceWait {
-                dir: out_dir.to_owned(),
-                free_bytes: free,
-                min_free_bytes: min,
-                since: crate::clock::rfc3339(crate::clock::now()),
-            };
-            tracing::warn!("{}; PLAN and PACK tasks wait", w.message());
-            (w, HashSet::new())
-        });
-        wait.dir = out_dir.to_owned();
-        wait.free_bytes = free;
-        let tell = told
-            .insert(task.job_id.clone())
-            .then(|| serde_json::json!({"dir": out_dir, "free_bytes": free, "min_free_bytes": min}));
-        drop(space);
-        let (id, job_id) = (task.id, task.job_id.clone());
-        self.store
-            .write(move |tx| jobs::postponed(tx, id, &job_id, SPACE_RETRY_SECONDS, tell.as_ref()))?;
-        Ok(true)
-    }
-
     /// Worker processes started and crashed since the daemon started (zero in thread mode).
     pub fn worker_counts(&self) -> (u64, u64) {
         self.pool
@@ -278,7 +229,7 @@ impl Engine {
         while !self.stopping.load(Ordering::SeqCst) {
             // Read before claiming, so a submit that lands in between still wakes us.
             let generation = self.store.bell.generation();
-            match self.store.write_quiet(move |tx| jobs::claim(tx, claim)) {
+            match self.store.write_quiet(move |tx| queue::claim(tx, claim)) {
                 Ok(Some(task)) => {
                     self.store.bell.ring();
                     self.run(task)
@@ -288,7 +239,7 @@ impl Engine {
                     // or the earliest backoff ends; never poll in a loop.
                     let wait = self
                         .store
-                        .read(move |c| jobs::next_ready_in(c, claim))
+                        .read(move |c| queue::next_ready_in(c, claim))
                         .ok()
                         .flatten()
                         .map_or(30.0, |s| s.clamp(0.01, 30.0));
@@ -299,81 +250,6 @@ impl Engine {
                     std::thread::sleep(Duration::from_secs(1));
                 }
             }
-        }
-    }
-
-    /// Rows packed since the daemon started, counting tasks still running.
-    fn rows_packed(&self) -> u64 {
-        let running: u64 = self
-            .running
-            .lock()
-            .unwrap()
-            .values()
-            .map(|r| r.progress.rows_done.load(Ordering::Relaxed))
-            .sum();
-        self.rows_finished.load(Ordering::Relaxed) + running
-    }
-
-    /// Pings systemd's watchdog and refreshes its STATUS line, after a round
-    /// trip through the database writer: if the writer is stuck, so is this
-    /// loop, the pings stop and systemd restarts us.
-    fn notify_systemd(&self, last: &mut (Instant, u64)) {
-        let alive = self.store.write_quiet(|_| Ok(())).is_ok();
-        let (queued, paused) = self
-            .store
-            .read(|c| {
-                let queued = c.query_row("SELECT COUNT(*) FROM jobs WHERE status IN ('QUEUED', 'PROCESSING')", [], |r| {
-                    r.get::<_, i64>(0)
-                })?;
-                Ok((queued, jobs::queue_state(c)?.paused))
-            })
-            .unwrap_or((-1, false));
-        let rows = self.rows_packed();
-        let rate = rows.saturating_sub(last.1) as f64 / last.0.elapsed().as_secs_f64().max(0.001);
-        *last = (Instant::now(), rows);
-        let space = self.waiting_for_space().map(|w| format!("{}, ", w.message())).unwrap_or_default();
-        let status = format!(
-            "STATUS={}{space}{} tasks running, {queued} jobs queued or processing, {} rows/s",
-            if paused { "queue PAUSED, " } else { "" },
-            self.running_tasks(),
-            crate::text::thousands(rate.round() as u64)
-        );
-        crate::sdnotify::notify(&if alive { format!("WATCHDOG=1\n{status}") } else { status });
-    }
-
-    /// Enforces the per-task timeout, and keeps systemd informed.
-    fn supervise(&self) {
-        let limit = Duration::from_secs(self.config.engine.task_timeout_seconds.max(1));
-        // Not under systemd: no pings, and an idle supervisor sleeps 30 s at a time.
-        let notify_every = crate::sdnotify::enabled()
-            .then(|| crate::sdnotify::watchdog_interval().map_or(Duration::from_secs(5), |w| w.min(Duration::from_secs(5))));
-        let mut last_notify = (Instant::now(), 0);
-        while !self.stopping.load(Ordering::SeqCst) {
-            if notify_every.is_some_and(|every| last_notify.0.elapsed() >= every) {
-                self.notify_systemd(&mut last_notify);
-            }
-            // Read before looking, so a task that starts in between still wakes us.
-            let generation = self.started.generation();
-            let running = self.running.lock().unwrap();
-            for r in running.values() {
-                if r.started.elapsed() > limit && !r.timed_out.swap(true, Ordering::SeqCst) {
-                    // A worker process is killed: a task stuck in a system call
-                    // or a loop never reaches an entry boundary.
-                    match &*r.link.lock().unwrap() {
-                        Some(link) => link.kill(),
-                        None => r.stop(),
-                    }
-                }
-            }
-            // Nothing running, nothing to time out: sleep until a task starts.
-            let idle = running.is_empty();
-            drop(running);
-            let wait = match (idle, notify_every) {
-                (false, _) => Duration::from_millis(500),
-                (true, Some(every)) => every,
-                (true, None) => Duration::from_secs(30),
-            };
-            self.started.wait_since(generation, wait);
         }
     }
 

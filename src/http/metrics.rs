@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 
 use super::reply::{internal, Reply};
 use super::Api;
-use crate::store::{counters, jobs};
+use crate::store::{counters, jobs, queue};
 use crate::triggers::schedule;
 
 impl Api {
     pub(super) fn health(&self) -> Result<Reply, Reply> {
-        let queue = self.store.read(jobs::queue_state).map_err(internal)?;
+        let queue = self.store.read(queue::queue_state).map_err(internal)?;
         Ok(super::reply::reply(
             200,
             serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "queue": {"paused": queue.paused}}),
@@ -30,7 +30,7 @@ impl Api {
                     counters::all(c)?,
                     counters::watch_files_detected(c)?,
                     schedule::states(c, &self.config)?,
-                    jobs::queue_state(c)?,
+                    queue::queue_state(c)?,
                 ))
             })
             .map_err(internal)?;

@@ -6,12 +6,12 @@
 
 use super::reply::{fail, internal, reply, store_error, Reply};
 use super::Api;
-use crate::store::jobs::{self, QueueState};
+use crate::store::queue::{self, QueueState};
 use crate::view::QueueView;
 
 impl Api {
     pub(super) fn queue(&self) -> Result<Reply, Reply> {
-        let state = self.store.read(jobs::queue_state).map_err(internal)?;
+        let state = self.store.read(queue::queue_state).map_err(internal)?;
         Ok(self.queue_reply(&state))
     }
 
@@ -36,7 +36,7 @@ impl Api {
         }
         let state = self
             .store
-            .write(move |tx| jobs::set_paused(tx, pause.then_some(reason.as_str())))
+            .write(move |tx| queue::set_paused(tx, pause.then_some(reason.as_str())))
             .map_err(store_error)?;
         Ok(self.queue_reply(&state))
     }

@@ -11,6 +11,7 @@ pub mod counters;
 pub mod jobs;
 pub mod model;
 pub mod parts;
+pub mod queue;
 pub mod retention;
 pub mod views;
 

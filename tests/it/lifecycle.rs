@@ -24,6 +24,7 @@ use batchd::engine::{retry_in, Failure};
 use batchd::split::{Compression, OnMissing};
 use batchd::store::jobs::{self, NewJob, Reject, Settings, Task};
 use batchd::store::parts::{self, PartRow};
+use batchd::store::queue;
 use batchd::store::{Store, StoreError, StoreResult, Tx};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
@@ -450,8 +451,8 @@ impl Driver {
                 }
             }
             Op::Claim(hooks) => {
-                let claim = if hooks { jobs::Claim::Hooks } else { jobs::Claim::Work };
-                let got = self.write(move |tx| jobs::claim(tx, claim))?;
+                let claim = if hooks { queue::Claim::Hooks } else { queue::Claim::Work };
+                let got = self.write(move |tx| queue::claim(tx, claim))?;
                 let want = self.model.claim(hooks);
                 prop_assert_eq!(got.as_ref().map(|t| t.id), want, "claim order");
                 if let Some(t) = got {
