@@ -29,7 +29,8 @@ CREATE TABLE jobs (
     start_position  INTEGER,
     next_start_position INTEGER,
     running         INTEGER NOT NULL DEFAULT 0,       -- PLAN/PACK/FINISH tasks RUNNING now (kept by triggers)
-    max_concurrency     INTEGER                           -- the job's own cap on running tasks, NULL for none
+    max_concurrency     INTEGER,                          -- the job's own cap on running tasks, NULL for none
+    deliver_after_cancel INTEGER NOT NULL DEFAULT 0       -- cancelled with its parts still delivered (hooks.on_cancel)
 );
 CREATE INDEX jobs_status ON jobs(status, seq);
 
@@ -249,6 +250,7 @@ CREATE TRIGGER tasks_running_delete AFTER DELETE ON tasks
     WHEN OLD.state = 'RUNNING' AND OLD.kind != 'HOOK' BEGIN
     UPDATE jobs SET running = running - 1 WHERE id = OLD.job_id;
 END;
+CREATE INDEX tasks_ready_hooks ON tasks(id) WHERE state = 'READY' AND kind = 'HOOK';
 CREATE INDEX jobs_busy ON jobs(priority DESC, running, seq) WHERE running > 0 AND status IN ('QUEUED', 'PROCESSING');
 
 -- The queue's pause switch (one row): paused, no task is claimed; running

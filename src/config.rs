@@ -52,6 +52,17 @@ pub struct Hooks {
     /// Part hooks run at once, on their own threads, so delivering parts
     /// overlaps packing the rest.
     pub workers: usize,
+    /// What happens to the parts a cancelled job had already published:
+    /// `deliver` (their on_part hooks still run) or `drop`.
+    pub on_cancel: OnCancel,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnCancel {
+    #[default]
+    Deliver,
+    Drop,
 }
 
 impl Default for Hooks {
@@ -63,6 +74,7 @@ impl Default for Hooks {
             max_attempts: 3,
             backoff_seconds: 5.0,
             workers: 2,
+            on_cancel: OnCancel::Deliver,
         }
     }
 }

@@ -44,6 +44,7 @@ use exec::{Outcome, PlanCache, Work};
 
 struct Running {
     job_id: String,
+    kind: TaskKind,
     progress: Arc<Progress>,
     started: Instant,
     timed_out: AtomicBool,
@@ -184,7 +185,17 @@ impl Engine {
     /// is told CANCELLED (on a thread of its own: the request that cancelled
     /// does not wait for the site's program).
     pub fn job_cancelled(self: &Arc<Self>, job_id: &str) {
-        self.cancel_job(job_id);
+        if self.delivers_cancelled() {
+            // Deliveries already running go on; the rest of the job stops.
+            for r in self.running.lock().unwrap().values() {
+                if r.job_id == job_id && r.kind != TaskKind::Hook {
+                    r.stop();
+                }
+            }
+            self.forget(job_id);
+        } else {
+            self.cancel_job(job_id);
+        }
         if self.config.hooks.on_job.is_empty() {
             return;
         }
@@ -205,6 +216,10 @@ impl Engine {
         if let Err(e) = spawned {
             tracing::error!("starting the on_job hook of a cancelled job: {e}");
         }
+    }
+
+    fn delivers_cancelled(&self) -> bool {
+        self.config.hooks.on_cancel == crate::config::OnCancel::Deliver
     }
 
     /// Drops what is kept in memory for a job that has ended, and gives freed
@@ -256,6 +271,7 @@ impl Engine {
     fn run(&self, task: Task) {
         let running = Arc::new(Running {
             job_id: task.job_id.clone(),
+            kind: task.kind,
             progress: Arc::new(Progress {
                 on_part: self.part_hook(&task),
                 ..Progress::default()
@@ -266,13 +282,15 @@ impl Engine {
         });
         self.running.lock().unwrap().insert(task.id, Arc::clone(&running));
         self.started.ring();
-        // A job cancelled between the claim and now is stopped right away.
-        if self
-            .store
-            .read(|c| jobs::job_for_task(c, &task.job_id))
-            .ok()
-            .flatten()
-            .is_some_and(|j| j.status == JobStatus::Cancelled)
+        // A job cancelled between the claim and now is stopped right away
+        // (but its part deliveries go on, with hooks.on_cancel = "deliver").
+        if !(task.kind == TaskKind::Hook && self.delivers_cancelled())
+            && self
+                .store
+                .read(|c| jobs::job_for_task(c, &task.job_id))
+                .ok()
+                .flatten()
+                .is_some_and(|j| j.status == JobStatus::Cancelled)
         {
             running.stop();
         }

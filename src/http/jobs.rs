@@ -293,7 +293,7 @@ impl Api {
         self.get(id)
     }
 
-    pub(super) fn act(&self, id: &str, f: fn(&crate::store::Tx, &str) -> StoreResult<()>) -> Reply {
+    pub(super) fn act(&self, id: &str, f: impl FnOnce(&crate::store::Tx, &str) -> StoreResult<()> + Send + 'static) -> Reply {
         let id2 = id.to_owned();
         match self.store.write(move |tx| f(tx, &id2)) {
             Err(e) => store_error(e),

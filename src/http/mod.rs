@@ -205,7 +205,8 @@ impl Api {
             Endpoint::AddSources => self.add_sources(p[0], body),
             Endpoint::SubmitJob => Ok(self.act(p[0], crate::store::jobs::submit)),
             Endpoint::CancelJob => {
-                let r = self.act(p[0], crate::store::jobs::cancel);
+                let deliver = self.config.hooks.on_cancel == crate::config::OnCancel::Deliver;
+                let r = self.act(p[0], move |tx, id| crate::store::jobs::cancel(tx, id, deliver));
                 if r.status == 200 {
                     self.engine.job_cancelled(p[0]);
                 }

@@ -250,7 +250,10 @@ pub fn submit(tx: &Tx, job_id: &str) -> StoreResult<()> {
     Ok(())
 }
 
-pub fn cancel(tx: &Tx, job_id: &str) -> StoreResult<()> {
+/// Cancels a job: its queued work is dropped, except, with `deliver_parts`,
+/// the HOOK tasks of parts already published (and of parts a running PACK
+/// still publishes), which are delivered as if the job went on.
+pub fn cancel(tx: &Tx, job_id: &str, deliver_parts: bool) -> StoreResult<()> {
     match status_of(tx, job_id)?.as_deref() {
         None => return Err(StoreError::Refused(Reject::NotFound)),
         Some("DRAFT" | "QUEUED" | "PROCESSING") => {}
@@ -258,14 +261,11 @@ pub fn cancel(tx: &Tx, job_id: &str) -> StoreResult<()> {
     }
     let t = now();
     tx.execute(
-        "UPDATE jobs SET status = 'CANCELLED', modified = ?2, finished = ?2 WHERE id = ?1",
-        params![job_id, t],
+        "UPDATE jobs SET status = 'CANCELLED', modified = ?2, finished = ?2, deliver_after_cancel = ?3 WHERE id = ?1",
+        params![job_id, t, deliver_parts],
     )?;
-    tx.execute(
-        "UPDATE tasks SET state = 'CANCELLED', finished = ?2 WHERE job_id = ?1 AND state IN ('READY', 'WAITING')",
-        params![job_id, t],
-    )?;
-    event(tx, Some(job_id), "job.cancelled", json!({}))?;
+    settle_if_ended(tx, job_id)?;
+    event(tx, Some(job_id), "job.cancelled", json!({"parts_delivered": deliver_parts}))?;
     Ok(())
 }
 
@@ -347,11 +347,32 @@ pub fn requeue(tx: &Tx, task_id: i64) -> StoreResult<()> {
 /// (found by the lifecycle model test).
 pub(super) fn settle_if_ended(tx: &Tx, job_id: &str) -> StoreResult<()> {
     tx.execute(
-        "UPDATE tasks SET state = 'CANCELLED', finished = ?2 WHERE job_id = ?1 AND state IN ('READY', 'WAITING')
-         AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND status IN ('COMPLETED', 'FAILED', 'CANCELLED'))",
+        &format!(
+            "UPDATE tasks SET state = 'CANCELLED', finished = ?2 WHERE job_id = ?1 AND state IN ('READY', 'WAITING')
+             AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND status IN ('COMPLETED', 'FAILED', 'CANCELLED')) AND NOT {DELIVERY_OWED}"
+        ),
         params![job_id, now()],
     )?;
     Ok(())
+}
+
+/// Of a task row (`tasks`, unaliased): a part delivery a job cancelled with
+/// `hooks.on_cancel = "deliver"` still owes, though the job has ended.
+const DELIVERY_OWED: &str = "(tasks.kind = 'HOOK' AND EXISTS (SELECT 1 FROM jobs d WHERE d.id = tasks.job_id AND d.status = 'CANCELLED' AND d.deliver_after_cancel))";
+
+/// True when a stopped task should run again: its job goes on, or it is a
+/// delivery its cancelled job still owes.
+fn still_owed(tx: &Tx, task_id: i64) -> StoreResult<bool> {
+    Ok(tx.query_row(
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM jobs j WHERE j.id = tasks.job_id AND j.status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')) OR {DELIVERY_OWED}
+             FROM tasks WHERE id = ?1"
+        ),
+        [task_id],
+        |r| r.get(0),
+    )
+    .optional()?
+    .unwrap_or(false))
 }
 
 /// A task stopped before it finished (by a cancel, a sibling task failing the
@@ -359,7 +380,7 @@ pub(super) fn settle_if_ended(tx: &Tx, job_id: &str) -> StoreResult<()> {
 /// ended (or vanished) job's task is CANCELLED; otherwise the task runs again and
 /// the attempt is not held against it.
 pub fn stopped(tx: &Tx, task_id: i64, job_id: &str) -> StoreResult<()> {
-    if status_of(tx, job_id)?.is_none_or(|s| matches!(s.as_str(), "COMPLETED" | "FAILED" | "CANCELLED")) {
+    if !still_owed(tx, task_id)? {
         tx.execute(
             "UPDATE tasks SET state = 'CANCELLED', finished = ?2 WHERE id = ?1",
             params![task_id, now()],
@@ -426,8 +447,10 @@ pub fn task_failed(tx: &Tx, task: &Task, error: &Value, retry_in: Option<f64>) -
 /// are CANCELLED, as a stop would have left them.
 pub fn recover(tx: &Tx) -> StoreResult<usize> {
     tx.execute(
-        "UPDATE tasks SET state = 'CANCELLED', finished = ?1 WHERE state = 'RUNNING'
-         AND job_id IN (SELECT id FROM jobs WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED'))",
+        &format!(
+            "UPDATE tasks SET state = 'CANCELLED', finished = ?1 WHERE state = 'RUNNING'
+             AND job_id IN (SELECT id FROM jobs WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED')) AND NOT {DELIVERY_OWED}"
+        ),
         [now()],
     )?;
     let n = tx.execute("UPDATE tasks SET state = 'READY', started = NULL WHERE state = 'RUNNING'", [])?;

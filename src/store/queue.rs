@@ -51,7 +51,12 @@ pub fn claim(tx: &Tx, claim: Claim) -> StoreResult<Option<Task>> {
         Ok(found.optional()?)
     };
     let task = match claim {
-        Claim::Hooks => probe("jobs_runnable", "t.kind = 'HOOK'", "j.priority DESC, j.seq")?,
+        // Live jobs' parts first, then those of jobs cancelled with their
+        // parts delivered (few: a cancel is rare, its hooks soon run).
+        Claim::Hooks => match probe("jobs_runnable", "t.kind = 'HOOK'", "j.priority DESC, j.seq")? {
+            Some(t) => Some(t),
+            None => cancelled_hook(tx, t)?,
+        },
         Claim::Work => {
             // The first idle job in (priority, age) order…
             let idle = probe(
@@ -87,6 +92,29 @@ pub fn claim(tx: &Tx, claim: Claim) -> StoreResult<Option<Task>> {
         event(tx, Some(&task.job_id), "job.processing", json!({}))?;
     }
     Ok(Some(task))
+}
+
+/// The oldest READY HOOK task of a job cancelled with its parts delivered.
+fn cancelled_hook(tx: &Tx, t: f64) -> StoreResult<Option<(i64, Task)>> {
+    let found = tx.query_row(
+        "SELECT t.id, t.job_id, t.kind, t.source_n, t.part_n, t.attempts, j.priority FROM tasks t INDEXED BY tasks_ready_hooks
+         JOIN jobs j ON j.id = t.job_id
+         WHERE t.state = 'READY' AND t.kind = 'HOOK' AND t.not_before <= ?1 AND j.status = 'CANCELLED' AND j.deliver_after_cancel
+         ORDER BY t.id LIMIT 1",
+        [t],
+        |r| {
+            let task = Task {
+                id: r.get(0)?,
+                job_id: r.get(1)?,
+                kind: r.get(2)?,
+                source_n: r.get(3)?,
+                part_n: r.get(4)?,
+                attempts: r.get::<_, i64>(5)? + 1,
+            };
+            Ok((r.get(6)?, task))
+        },
+    );
+    Ok(found.optional()?)
 }
 
 /// The queue's pause switch.
@@ -141,10 +169,10 @@ pub fn next_ready_in(conn: &Connection, claim: Claim) -> StoreResult<Option<f64>
     }
     let kind = match claim {
         Claim::Work => "t.kind != 'HOOK' AND (j.max_concurrency IS NULL OR j.running < j.max_concurrency)",
-        Claim::Hooks => "t.kind = 'HOOK'",
+        Claim::Hooks => "t.kind = 'HOOK' AND (j.status != 'CANCELLED' OR j.deliver_after_cancel)",
     };
     conn.query_row(
-        &format!("SELECT MIN(t.not_before) FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.state = 'READY' AND j.status IN ('QUEUED', 'PROCESSING') AND {kind}"),
+        &format!("SELECT MIN(t.not_before) FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.state = 'READY' AND j.status IN ('QUEUED', 'PROCESSING', 'CANCELLED') AND {kind}"),
         [],
         |r| r.get::<_, Option<f64>>(0),
     )

@@ -231,8 +231,10 @@ fn zombie(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split(' ').nth(2) == Some("Z"))
 }
 
-/// Cancelling a job tells `on_job`, with status CANCELLED and the parts
-/// finished before the cancel.
+/// The parts a job published before it was cancelled are still delivered
+/// (`hooks.on_cancel = "deliver"`, the default): every DONE part reaches
+/// on_part, once; with "drop", the deliveries still queued are dropped.
+/// Cancelling also tells `on_job`, with status CANCELLED.
 #[test]
 fn on_job_hears_of_a_cancelled_job() {
     let env = Env::new();
@@ -262,4 +264,72 @@ fn on_job_hears_of_a_cancelled_job() {
         || events(&d, "hook.ran").iter().any(|e| e["data"]["hook"] == "on_job"),
         Duration::from_secs(10)
     ));
+    // Every part done by the end is delivered, exactly once.
+    let done_parts = || -> Vec<String> {
+        let mut v: Vec<String> = d.get(&format!("/v1/jobs/{id}/parts")).json["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["state"] == "DONE")
+            .map(|p| {
+                Path::new(p["path"].as_str().unwrap())
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let uploaded = || listing(&log.join("uploaded"));
+    assert!(
+        wait_for(|| !done_parts().is_empty() && uploaded() == done_parts(), Duration::from_secs(30)),
+        "done {:?}, delivered {:?}",
+        done_parts(),
+        uploaded()
+    );
+    let runs = listing(&log).into_iter().filter(|n| n.starts_with("on_part-")).count();
+    assert_eq!(runs, uploaded().len(), "one on_part run per part");
+    assert_eq!(d.get(&format!("/v1/jobs/{id}")).json["status"], "CANCELLED");
+}
+
+#[test]
+fn a_cancelled_job_with_on_cancel_drop_delivers_no_more_parts() {
+    let env = Env::new();
+    let log = env.path("log");
+    std::fs::create_dir_all(&log).unwrap();
+    let src = env.archive("zip", "c.zip", &numbered(400, 20_000));
+    let d = Daemon::with(|c| {
+        c.engine.workers = 2;
+        c.hooks.workers = 1;
+        c.hooks.on_part = recorder(&log, "slow");
+        c.hooks.on_cancel = batchd::config::OnCancel::Drop;
+    });
+    let staged = d.stage(&src);
+    let id = d.create(&json!({"sources": [staged], "batch_size": 10}));
+    // Parts are published faster than one slow hook thread delivers them.
+    assert!(wait_for(
+        || d.get(&format!("/v1/jobs/{id}")).json["progress"]["processed"].as_i64() >= Some(100),
+        Duration::from_secs(60)
+    ));
+    assert_eq!(d.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).status, 200);
+    let c = r2d2_sqlite::rusqlite::Connection::open(d.data_dir().join("batchd.db")).unwrap();
+    let hooks = |state: &str| -> i64 {
+        c.query_row(
+            "SELECT COUNT(*) FROM tasks WHERE job_id = ?1 AND kind = 'HOOK' AND state = ?2",
+            [&id, state],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert!(wait_for(|| hooks("RUNNING") == 0 && hooks("READY") == 0, Duration::from_secs(10)));
+    assert!(hooks("CANCELLED") > 0, "queued deliveries were dropped");
+    let done: usize = d.get(&format!("/v1/jobs/{id}/parts")).json["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["state"] == "DONE")
+        .count();
+    assert!(listing(&log.join("uploaded")).len() < done, "fewer delivered than done");
 }

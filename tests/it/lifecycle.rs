@@ -55,7 +55,8 @@ enum Op {
         hook: bool,
     },
     Submit(usize),
-    Cancel(usize),
+    /// Cancel, with the parts already published still delivered (true) or not.
+    Cancel(usize, bool),
     /// A claim by an engine worker (false) or a hook thread (true).
     Claim(bool),
     Complete(usize, Outcome),
@@ -76,7 +77,7 @@ fn op() -> impl Strategy<Value = Op> {
             |(sources, parts, submit, priority, hook)| Op::Create { sources, parts, submit, priority, hook }
         ),
         1 => any::<usize>().prop_map(Op::Submit),
-        1 => any::<usize>().prop_map(Op::Cancel),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(i, deliver)| Op::Cancel(i, deliver)),
         5 => prop::bool::weighted(0.25).prop_map(Op::Claim),
         5 => (any::<usize>(), outcome).prop_map(|(slot, o)| Op::Complete(slot, o)),
         1 => Just(Op::Crash),
@@ -127,6 +128,8 @@ struct MJob {
     hook: bool,
     done_parts: BTreeSet<(i64, i64)>,
     total_rows: i64,
+    /// Cancelled with its published parts still delivered.
+    deliver: bool,
 }
 
 fn ended(status: &str) -> bool {
@@ -193,11 +196,28 @@ impl Model {
         }
     }
 
-    /// An ended job owes no work.
+    /// An ended job owes no work, but the deliveries of a job cancelled with
+    /// its parts delivered.
     fn settle(&mut self, job: &str) {
-        if ended(self.job(job).status) {
-            self.cancel_open(job);
+        let j = self.job(job);
+        if !ended(j.status) {
+            return;
         }
+        let keep_hooks = j.status == "CANCELLED" && j.deliver;
+        for t in self
+            .tasks
+            .iter_mut()
+            .filter(|t| t.job == job && matches!(t.state, State::Ready | State::Waiting))
+        {
+            if !(keep_hooks && t.kind == "HOOK") {
+                t.state = State::Cancelled;
+            }
+        }
+    }
+
+    /// A delivery a job cancelled with its parts delivered still owes.
+    fn delivery_owed(&self, t: &MTask) -> bool {
+        t.kind == "HOOK" && self.jobs.iter().any(|j| j.id == t.job && j.status == "CANCELLED" && j.deliver)
     }
 
     fn cancel_open(&mut self, job: &str) {
@@ -221,14 +241,22 @@ impl Model {
                 .filter(|t| t.job == job && t.state == State::Running && t.kind != "HOOK")
                 .count()
         };
+        // Live jobs first; then, for hook threads, deliveries of cancelled
+        // jobs, oldest task first.
         let rank = |t: &MTask| {
             let (pos, j) = jobs.iter().enumerate().find(|(_, j)| j.id == t.job).unwrap();
-            (-j.priority, if hooks { 0 } else { busy(&j.id) }, pos, t.id)
+            if j.status == "CANCELLED" {
+                (1, 0, 0, 0, t.id)
+            } else {
+                (0, -j.priority, if hooks { 0 } else { busy(&j.id) }, pos, t.id)
+            }
         };
         let runnable = |t: &&MTask| {
             t.state == State::Ready
                 && (t.kind == "HOOK") == hooks
-                && jobs.iter().any(|j| j.id == t.job && matches!(j.status, "QUEUED" | "PROCESSING"))
+                && jobs.iter().any(|j| {
+                    j.id == t.job && (matches!(j.status, "QUEUED" | "PROCESSING") || (hooks && j.status == "CANCELLED" && j.deliver))
+                })
         };
         let id = self.tasks.iter().filter(runnable).min_by_key(|t| rank(t))?.id;
         let t = self.task(id);
@@ -291,7 +319,8 @@ impl Model {
     }
 
     fn stopped(&mut self, task: &Task) {
-        let over = ended(self.job(&task.job_id).status);
+        let owed = self.tasks.iter().find(|t| t.id == task.id).is_some_and(|t| self.delivery_owed(t));
+        let over = ended(self.job(&task.job_id).status) && !owed;
         let t = self.task(task.id);
         if over {
             t.state = State::Cancelled;
@@ -304,8 +333,9 @@ impl Model {
     /// Tasks a crash left running run again, unless their job has ended.
     fn restart(&mut self) {
         let ended_jobs: Vec<String> = self.jobs.iter().filter(|j| ended(j.status)).map(|j| j.id.clone()).collect();
+        let owed: Vec<i64> = self.tasks.iter().filter(|t| self.delivery_owed(t)).map(|t| t.id).collect();
         for t in self.tasks.iter_mut().filter(|t| t.state == State::Running) {
-            t.state = if ended_jobs.contains(&t.job) {
+            t.state = if ended_jobs.contains(&t.job) && !owed.contains(&t.id) {
                 State::Cancelled
             } else {
                 State::Ready
@@ -415,6 +445,7 @@ impl Driver {
                     hook,
                     done_parts: BTreeSet::new(),
                     total_rows: 0,
+                    deliver: false,
                 });
                 if submit {
                     self.model.queue(&id);
@@ -436,18 +467,20 @@ impl Driver {
                     prop_assert!(matches!(got, Err(Reject::Conflict(_))));
                 }
             }
-            Op::Cancel(i) => {
+            Op::Cancel(i, deliver) => {
                 let Some(j) = self.pick(i) else { return Ok(()) };
                 let id = j.id.clone();
                 let open = !ended(j.status);
                 let got = self.try_write({
                     let id = id.clone();
-                    move |tx| jobs::cancel(tx, &id)
+                    move |tx| jobs::cancel(tx, &id, deliver)
                 })?;
                 prop_assert_eq!(got.is_ok(), open, "cancel {} -> {:?}", id, got);
                 if open {
-                    self.model.job(&id).status = "CANCELLED";
-                    self.model.cancel_open(&id);
+                    let j = self.model.job(&id);
+                    j.status = "CANCELLED";
+                    j.deliver = deliver;
+                    self.model.settle(&id);
                 }
             }
             Op::Claim(hooks) => {
@@ -597,7 +630,8 @@ impl Driver {
                     .collect::<Result<Vec<_>, _>>()?;
                 let owed: i64 = c.query_row(
                     "SELECT COUNT(*) FROM tasks t JOIN jobs j ON j.id = t.job_id
-                     WHERE j.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND t.state IN ('READY', 'WAITING')",
+                     WHERE j.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND t.state IN ('READY', 'WAITING')
+                       AND NOT (t.kind = 'HOOK' AND j.status = 'CANCELLED' AND j.deliver_after_cancel)",
                     [],
                     |r| r.get(0),
                 )?;
