@@ -70,7 +70,7 @@ try {
     const r = await read();
     const last = result.progress[result.progress.length - 1];
     if (!last || last.succeeded !== r.succeeded || last.parent_batches !== r.parent_batches) result.progress.push(r);
-    if (r.parent_batches >= 2 && r.succeeded >= 3) break;
+    if (result.progress.length >= 2 && r.parent_batches >= 2 && r.succeeded >= 3) break;
     if (r.status !== "RUNNING") fail("campaign is " + r.status + " before it could be stopped");
     if (Date.now() > deadline) fail("no progress shown: " + JSON.stringify(result.progress));
     await page.waitForTimeout(150);
