@@ -354,7 +354,7 @@ impl Default for Engine {
             max_tasks_per_worker: 100,
             worker_memory_mib: 4096,
             worker_program: None,
-            min_free_bytes: 512 << 20,
+            min_free_bytes: 256 << 20,
         }
     }
 }
