@@ -37,17 +37,7 @@ pub fn claim(tx: &Tx, claim: Claim) -> StoreResult<Option<Task>> {
              WHERE t.not_before <= ?1 AND j.status IN ('QUEUED', 'PROCESSING') AND {filter}
              ORDER BY {order}, t.id LIMIT 1"
         );
-        let found = tx.query_row(&sql, [t], |r| {
-            let task = Task {
-                id: r.get(0)?,
-                job_id: r.get(1)?,
-                kind: r.get(2)?,
-                source_n: r.get(3)?,
-                part_n: r.get(4)?,
-                attempts: r.get::<_, i64>(5)? + 1,
-            };
-            Ok((r.get(6)?, task))
-        });
+        let found = tx.query_row(&sql, [t], claimed);
         Ok(found.optional()?)
     };
     let task = match claim {
@@ -94,6 +84,21 @@ pub fn claim(tx: &Tx, claim: Claim) -> StoreResult<Option<Task>> {
     Ok(Some(task))
 }
 
+/// A claim query's row: the task (its attempt about to be counted) and its
+/// job's priority. Columns: t.id, t.job_id, t.kind, t.source_n, t.part_n,
+/// t.attempts, j.priority.
+fn claimed(r: &r2d2_sqlite::rusqlite::Row) -> r2d2_sqlite::rusqlite::Result<(i64, Task)> {
+    let task = Task {
+        id: r.get(0)?,
+        job_id: r.get(1)?,
+        kind: r.get(2)?,
+        source_n: r.get(3)?,
+        part_n: r.get(4)?,
+        attempts: r.get::<_, i64>(5)? + 1,
+    };
+    Ok((r.get(6)?, task))
+}
+
 /// The oldest READY HOOK task of a job cancelled with its parts delivered.
 fn cancelled_hook(tx: &Tx, t: f64) -> StoreResult<Option<(i64, Task)>> {
     let found = tx.query_row(
@@ -102,17 +107,7 @@ fn cancelled_hook(tx: &Tx, t: f64) -> StoreResult<Option<(i64, Task)>> {
          WHERE t.state = 'READY' AND t.kind = 'HOOK' AND t.not_before <= ?1 AND j.status = 'CANCELLED' AND j.deliver_after_cancel
          ORDER BY t.id LIMIT 1",
         [t],
-        |r| {
-            let task = Task {
-                id: r.get(0)?,
-                job_id: r.get(1)?,
-                kind: r.get(2)?,
-                source_n: r.get(3)?,
-                part_n: r.get(4)?,
-                attempts: r.get::<_, i64>(5)? + 1,
-            };
-            Ok((r.get(6)?, task))
-        },
+        claimed,
     );
     Ok(found.optional()?)
 }
