@@ -40,6 +40,8 @@ pub struct JobView {
     pub modified: String,
     pub started: Option<String>,
     pub finished: Option<String>,
+    /// From the first task's start to the end (or to now while it runs), ms.
+    pub duration_ms: Option<i64>,
     pub progress: JobProgress,
     pub status_message: String,
     /// `healthy`, `degraded` (rows skipped, tasks retrying) or `unhealthy` (failed, stalled).
@@ -164,6 +166,7 @@ impl JobView {
             modified: rfc3339(j.modified),
             started: j.started.map(rfc3339),
             finished: j.finished.map(rfc3339),
+            duration_ms: j.started.map(|s| ((j.finished.unwrap_or(t) - s).max(0.0) * 1000.0).round() as i64),
             errors: j.errors,
             error: j.error,
             campaign_id: j.campaign_id,
@@ -369,6 +372,48 @@ impl CampaignView {
                 eta_seconds: eta,
             },
             status_message: message,
+        }
+    }
+}
+
+/// One event of the feed or of a job's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    pub id: i64,
+    pub job_id: Option<String>,
+    pub at: String,
+    pub kind: String,
+    pub data: Value,
+}
+
+/// `GET /v1/jobs/{id}/health`: the part of a job's view that says whether
+/// it is well, for a monitor to poll.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobHealth {
+    pub id: String,
+    pub status: JobStatus,
+    /// `healthy`, `degraded` or `unhealthy`, as in the job's view.
+    pub health: String,
+    pub status_message: String,
+    /// Rows skipped, tasks retrying, and 1 for a failed job.
+    pub error_count: i64,
+    /// The last five error events, newest first.
+    pub errors: Vec<ErrorEntry>,
+    pub error: Option<Value>,
+    pub duration_ms: Option<i64>,
+}
+
+impl From<JobView> for JobHealth {
+    fn from(v: JobView) -> JobHealth {
+        JobHealth {
+            id: v.id,
+            status: v.status,
+            health: v.health,
+            status_message: v.status_message,
+            error_count: v.progress.errors,
+            errors: v.errors,
+            error: v.error,
+            duration_ms: v.duration_ms,
         }
     }
 }

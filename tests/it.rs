@@ -24,6 +24,9 @@ mod daemon_crash;
 #[path = "it/isolation.rs"]
 mod isolation;
 
+#[path = "it/history.rs"]
+mod history;
+
 #[path = "it/queue.rs"]
 mod queue;
 

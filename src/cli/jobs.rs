@@ -27,6 +27,10 @@ pub struct JobArgs {
 pub struct StatusArgs {
     /// A job id; without one, the most recent jobs.
     pub job: Option<String>,
+    /// Also print the job's history: every state change, retry, recovery
+    /// after a crash and hook run.
+    #[arg(long, requires = "job")]
+    pub history: bool,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -43,8 +47,12 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             daemon: args.daemon,
         });
     };
-    let job = client.ok("GET", &format!("/v1/jobs/{id}"), None)?;
+    let mut job = client.ok("GET", &format!("/v1/jobs/{id}"), None)?;
+    let history = if args.history { Some(history(&client, &id)?) } else { None };
     if args.json {
+        if let Some(h) = &history {
+            job["history"] = serde_json::to_value(h)?;
+        }
         println!("{}", serde_json::to_string_pretty(&job)?);
         return Ok(());
     }
@@ -54,7 +62,31 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     for p in parts {
         println!("  part {:>4}  {:>7} rows  {:<7}  {}", p.n, p.rows, p.state.as_str(), p.path);
     }
+    if let Some(h) = history {
+        println!("history");
+        for e in h {
+            let data = if e.data.as_object().is_some_and(|o| o.is_empty()) {
+                String::new()
+            } else {
+                e.data.to_string()
+            };
+            println!("  {}  {:<24} {data}", e.at, e.kind);
+        }
+    }
     Ok(())
+}
+
+/// Every event of a job, oldest first, page by page.
+fn history(client: &Client, id: &str) -> anyhow::Result<Vec<crate::view::EventView>> {
+    let (mut all, mut after) = (Vec::new(), 0);
+    loop {
+        let mut page = client.ok("GET", &format!("/v1/jobs/{id}/events?after={after}"), None)?;
+        let events: Vec<crate::view::EventView> = serde_json::from_value(page["events"].take()).context("reading the job's history")?;
+        let Some(last) = events.last() else { break };
+        after = last.id;
+        all.extend(events);
+    }
+    Ok(all)
 }
 
 /// The daemon's answer as a typed job view.

@@ -62,6 +62,14 @@ impl Api {
         Ok(self.store.read(|c| crate::view::job(c, id, stall))?)
     }
 
+    /// `GET /v1/jobs/{id}/health`: whether the job is well, for monitors.
+    pub(super) fn health_of(&self, id: &str) -> Result<Reply, Reply> {
+        match self.view(id).map_err(internal)? {
+            Some(v) => Ok(reply(200, serde_json::to_value(crate::view::JobHealth::from(v)).map_err(internal)?)),
+            None => Err(fail(404, "NOT_FOUND", format!("no job {id}"))),
+        }
+    }
+
     pub(super) fn get(&self, id: &str) -> Result<Reply, Reply> {
         let generation = self.store.bell.generation();
         if let Some((g, at, body)) = self.views.lock().unwrap().get(id) {
@@ -128,7 +136,14 @@ impl Api {
         Ok(reply(200, json!({"jobs": list, "next": next})))
     }
 
-    pub(super) fn events(&self, q: &BTreeMap<String, String>) -> Result<Reply, Reply> {
+    /// The event feed, or with `job` that job's history (404 for no such job),
+    /// after an id and optionally long-polling.
+    pub(super) fn events(&self, q: &BTreeMap<String, String>, job: Option<&str>) -> Result<Reply, Reply> {
+        if let Some(id) = job {
+            if !self.store.read(|c| views::exists(c, id)).map_err(internal)? {
+                return Err(fail(404, "NOT_FOUND", format!("no job {id}")));
+            }
+        }
         let after = param::<i64>(q, "after", "after must be an event id")?.unwrap_or(0);
         let wait = param::<f64>(q, "wait", "wait must be seconds")?.unwrap_or(0.0);
         // NaN would panic in Duration; anything else is held to 0..=30 s.
@@ -139,7 +154,13 @@ impl Api {
         let deadline = std::time::Instant::now() + Duration::from_secs_f64(wait);
         loop {
             let generation = self.store.bell.generation();
-            let events = self.store.read(|c| views::events(c, after, 500)).map_err(internal)?;
+            let events = self
+                .store
+                .read(|c| match job {
+                    Some(id) => views::job_events(c, id, after, 500),
+                    None => views::events(c, after, 500),
+                })
+                .map_err(internal)?;
             let now = std::time::Instant::now();
             if !events.is_empty() || now >= deadline {
                 let next = events.last().and_then(|e| e["id"].as_i64()).unwrap_or(after);

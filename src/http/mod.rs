@@ -202,6 +202,8 @@ impl Api {
             Endpoint::ListJobs => self.list(&query),
             Endpoint::GetJob => self.get(p[0]),
             Endpoint::JobParts => self.parts(p[0]),
+            Endpoint::JobEvents => self.events(&query, Some(p[0])),
+            Endpoint::JobHealth => self.health_of(p[0]),
             Endpoint::AddSources => self.add_sources(p[0], body),
             Endpoint::SubmitJob => Ok(self.act(p[0], crate::store::jobs::submit)),
             Endpoint::CancelJob => {
@@ -212,7 +214,7 @@ impl Api {
                 }
                 Ok(r)
             }
-            Endpoint::Events => self.events(&query),
+            Endpoint::Events => self.events(&query, None),
             Endpoint::Schedules => self.schedules(),
             Endpoint::Schedule => self.schedule(p[0], &query),
             Endpoint::RunSchedule => self.run_schedule(p[0]),

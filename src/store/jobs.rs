@@ -453,6 +453,13 @@ pub fn recover(tx: &Tx) -> StoreResult<usize> {
         ),
         [now()],
     )?;
+    // Each job's history says it was recovered, and how many tasks run again.
+    let mut st = tx.prepare("SELECT job_id, COUNT(*) FROM tasks WHERE state = 'RUNNING' GROUP BY job_id")?;
+    let per_job: Vec<(String, i64)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    drop(st);
+    for (job_id, n) in per_job {
+        event(tx, Some(&job_id), "job.recovered", json!({"tasks_requeued": n}))?;
+    }
     let n = tx.execute("UPDATE tasks SET state = 'READY', started = NULL WHERE state = 'RUNNING'", [])?;
     if n > 0 {
         event(tx, None, "daemon.recovered", json!({"tasks_requeued": n}))?;

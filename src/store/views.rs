@@ -256,15 +256,22 @@ pub fn parts(conn: &Connection, job_id: &str) -> StoreResult<Vec<PartView>> {
 
 pub fn events(conn: &Connection, after: i64, limit: i64) -> StoreResult<Vec<Value>> {
     let mut st = conn.prepare_cached("SELECT id, job_id, at, kind, data FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
-    let v = st
-        .query_map(params![after, limit], |r| {
-            Ok(json!({
-                "id": r.get::<_, i64>(0)?, "job_id": r.get::<_, Option<String>>(1)?, "at": rfc3339(r.get(2)?),
-                "kind": r.get::<_, String>(3)?, "data": serde_json::from_str::<Value>(&r.get::<_, String>(4)?).unwrap_or(Value::Null),
-            }))
-        })?
-        .collect::<Result<_, _>>();
+    let v = st.query_map(params![after, limit], event_json)?.collect::<Result<_, _>>();
     Ok(v?)
+}
+
+/// One job's history: its events after `after`, oldest first.
+pub fn job_events(conn: &Connection, job_id: &str, after: i64, limit: i64) -> StoreResult<Vec<Value>> {
+    let mut st = conn.prepare_cached("SELECT id, job_id, at, kind, data FROM events WHERE job_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3")?;
+    let v = st.query_map(params![job_id, after, limit], event_json)?.collect::<Result<_, _>>();
+    Ok(v?)
+}
+
+fn event_json(r: &Row) -> r2d2_sqlite::rusqlite::Result<Value> {
+    Ok(json!({
+        "id": r.get::<_, i64>(0)?, "job_id": r.get::<_, Option<String>>(1)?, "at": rfc3339(r.get(2)?),
+        "kind": r.get::<_, String>(3)?, "data": serde_json::from_str::<Value>(&r.get::<_, String>(4)?).unwrap_or(Value::Null),
+    }))
 }
 
 pub fn exists(conn: &Connection, job_id: &str) -> StoreResult<bool> {

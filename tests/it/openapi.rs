@@ -70,6 +70,12 @@ fn responses_match_openapi() {
     d.wait_job(&id, Duration::from_secs(20));
     rec.add("GET", "/v1/jobs/x", d.get(&format!("/v1/jobs/{id}")));
     rec.add("GET", "/v1/jobs/x/parts", d.get(&format!("/v1/jobs/{id}/parts")));
+    rec.add("GET", "/v1/jobs/x/events", d.get(&format!("/v1/jobs/{id}/events")));
+    rec.add("GET", "/v1/jobs/x/health", d.get(&format!("/v1/jobs/{id}/health")));
+    rec.add("GET", "/v1/queue", d.get("/v1/queue"));
+    rec.add("POST", "/v1/queue/pause", d.post("/v1/queue/pause", &json!({"reason": "openapi"})));
+    rec.add("POST", "/v1/queue/resume", d.post("/v1/queue/resume", &json!({})));
+    rec.add("POST", "/v1/queue/resume", d.post("/v1/queue/resume", &json!({"reason": "no"})));
     rec.add("GET", "/v1/jobs", d.get("/v1/jobs?limit=1"));
     rec.add("GET", "/v1/events", d.get("/v1/events?after=0"));
     rec.add("GET", "/metrics", d.get("/metrics"));
@@ -167,6 +173,8 @@ fn responses_match_openapi() {
     rec.add("POST", "/v1/clean", d.post("/v1/clean", &json!({"older_than_days": -1})));
     rec.add("GET", "/v1/jobs/x", d.get("/v1/jobs/nope"));
     rec.add("GET", "/v1/jobs/x/parts", d.get("/v1/jobs/nope/parts"));
+    rec.add("GET", "/v1/jobs/x/events", d.get("/v1/jobs/nope/events"));
+    rec.add("GET", "/v1/jobs/x/health", d.get("/v1/jobs/nope/health"));
     rec.add("GET", "/v1/jobs", http(a, None, "GET", "/v1/jobs", None, &[]));
     rec.add("GET", "/v1/jobs", d.get("/v1/jobs?status=NOPE"));
     rec.add("POST", "/v1/jobs", d.post("/v1/jobs", &json!({"sources": [env.path("good.zip")]})));
