@@ -31,8 +31,8 @@ impl Api {
             return Err(fail(400, "BAD_REQUEST", "resume takes no reason"));
         }
         let reason = b.reason.unwrap_or_default();
-        if reason.len() > 500 {
-            return Err(fail(400, "BAD_REQUEST", "reason: at most 500 bytes"));
+        if reason.chars().count() > 500 {
+            return Err(fail(400, "BAD_REQUEST", "reason: at most 500 characters"));
         }
         let state = self
             .store
