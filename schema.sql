@@ -30,7 +30,11 @@ CREATE TABLE jobs (
     next_start_position INTEGER,
     running         INTEGER NOT NULL DEFAULT 0,       -- PLAN/PACK/FINISH tasks RUNNING now (kept by triggers)
     max_concurrency     INTEGER,                          -- the job's own cap on running tasks, NULL for none
-    deliver_after_cancel INTEGER NOT NULL DEFAULT 0       -- cancelled with its parts still delivered (hooks.on_cancel)
+    deliver_after_cancel INTEGER NOT NULL DEFAULT 0,      -- cancelled with its parts still delivered (hooks.on_cancel)
+    name            TEXT,                             -- the client's words for the job
+    description     TEXT,
+    labels          TEXT NOT NULL DEFAULT '{}',       -- JSON object, string to string
+    external_ref    TEXT                              -- the client's own id for it
 );
 CREATE INDEX jobs_status ON jobs(status, seq);
 
@@ -250,6 +254,7 @@ CREATE TRIGGER tasks_running_delete AFTER DELETE ON tasks
     WHEN OLD.state = 'RUNNING' AND OLD.kind != 'HOOK' BEGIN
     UPDATE jobs SET running = running - 1 WHERE id = OLD.job_id;
 END;
+CREATE INDEX jobs_external_ref ON jobs(external_ref) WHERE external_ref IS NOT NULL;
 CREATE INDEX tasks_ready_hooks ON tasks(id) WHERE state = 'READY' AND kind = 'HOOK';
 CREATE INDEX jobs_busy ON jobs(priority DESC, running, seq) WHERE running > 0 AND status IN ('QUEUED', 'PROCESSING');
 

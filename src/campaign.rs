@@ -137,6 +137,7 @@ pub fn queue_batch(tx: &Tx, b: &NewBatch) -> StoreResult<String> {
         submit: true,
         priority: b.priority,
         max_concurrency: None,
+        about: Default::default(),
         out_dir: b.parent.clone(),
         idempotency: None,
         campaign: Some(CampaignLink {

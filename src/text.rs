@@ -3,6 +3,30 @@
 //! depends on nothing of ours, so the store, the engine and the CLI can all use it.
 
 /// 12345678 → "12,345,678".
+/// Decodes `%XX` escapes and `+` (a URL query's space); bytes that do not
+/// form valid UTF-8 are replaced.
+pub fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let escaped = (b[i] == b'%' && i + 2 < b.len())
+            .then(|| Some(hex(b[i + 1])? * 16 + hex(b[i + 2])?))
+            .flatten();
+        match (b[i], escaped) {
+            (_, Some(v)) => {
+                out.push(v);
+                i += 2;
+            }
+            (b'+', None) => out.push(b' '),
+            (c, None) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);

@@ -33,6 +33,9 @@ pub struct JobView {
     pub priority: i64,
     /// The job's own cap on its tasks running at once; null for none.
     pub max_concurrency: Option<i64>,
+    /// The client's name, description, labels and own id for the job.
+    #[serde(flatten)]
+    pub about: crate::store::jobs::About,
     pub sources: Vec<String>,
     pub settings: Value,
     pub out_dir: String,
@@ -159,6 +162,7 @@ impl JobView {
             trigger: j.trigger,
             priority: j.priority,
             max_concurrency: j.max_concurrency,
+            about: j.about,
             sources: j.sources,
             settings: j.settings,
             out_dir: j.out_dir,

@@ -96,6 +96,15 @@ fn job_view(v: Value) -> anyhow::Result<JobView> {
 
 fn print_job(job: &JobView) {
     println!("job      {}", job.id);
+    if let Some(n) = &job.about.name {
+        println!("name     {n}");
+    }
+    if let Some(r) = &job.about.external_ref {
+        println!("ref      {r}");
+    }
+    for (k, v) in &job.about.labels {
+        println!("label    {k}={v}");
+    }
     println!("status   {} ({})", job.status, job.health);
     println!("message  {}", job.status_message);
     for s in &job.sources {

@@ -29,6 +29,17 @@ pub struct SubmitArgs {
     /// The most tasks of this job run at once (default: no cap).
     #[arg(long)]
     pub max_concurrency: Option<i64>,
+    /// What you call the job (shown everywhere, passed to hooks).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// A label KEY=VALUE; repeat for more (the API filters with ?label=KEY:VALUE).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Your own id for the job (e.g. a download or batch id).
+    #[arg(long)]
+    pub external_ref: Option<String>,
     /// Follow the job until it ends, with a live progress bar.
     #[arg(long)]
     pub wait: bool,
@@ -67,6 +78,25 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     }
     if let Some(n) = args.max_concurrency {
         body["max_concurrency"] = json!(n);
+    }
+    for (key, value) in [
+        ("name", &args.name),
+        ("description", &args.description),
+        ("external_ref", &args.external_ref),
+    ] {
+        if let Some(v) = value {
+            body[key] = json!(v);
+        }
+    }
+    if !args.labels.is_empty() {
+        let mut labels = serde_json::Map::new();
+        for l in &args.labels {
+            let (k, v) = l
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--label {l:?}: write it as KEY=VALUE"))?;
+            labels.insert(k.to_owned(), json!(v));
+        }
+        body["labels"] = serde_json::Value::Object(labels);
     }
     let job = client.ok("POST", "/v1/jobs", Some(&body))?;
     let id = job["id"].as_str().unwrap_or_default().to_owned();

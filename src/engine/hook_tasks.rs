@@ -66,9 +66,16 @@ impl Engine {
                 .find(|p| p.source == source_n && p.n == n)
                 .ok_or_else(|| anyhow::anyhow!("part {n} of job {} is not recorded", task.job_id))?;
             let job = self.job(&task.job_id)?;
+            let stall = self.config.engine.stall_seconds;
+            let about = self
+                .store
+                .read(|c| crate::view::job(c, &task.job_id, stall))?
+                .map(|v| v.about)
+                .unwrap_or_default();
             // As the API writes a part that is not there yet: `null`.
             let or_null = |v: Option<String>| v.unwrap_or_else(|| "null".to_owned());
-            let env = vec![
+            let mut env = about_env(&about);
+            env.extend([
                 ("BATCHD_JOB_STATUS".to_owned(), job.status.to_string()),
                 ("BATCHD_OUT_DIR".to_owned(), job.out_dir.clone()),
                 (
@@ -80,9 +87,10 @@ impl Engine {
                 ("BATCHD_PART_ROWS".to_owned(), part.rows.to_string()),
                 ("BATCHD_PART_BYTES".to_owned(), or_null(part.bytes.map(|b| b.to_string()))),
                 ("BATCHD_PART_SHA256".to_owned(), or_null(part.sha256.clone())),
-            ];
+            ]);
             let input = json!({"hook": "on_part", "job_id": task.job_id, "job_status": job.status, "attempt": task.attempts,
-                               "out_dir": job.out_dir, "source": job.sources.get(source_n as usize - 1), "part": part});
+                               "out_dir": job.out_dir, "source": job.sources.get(source_n as usize - 1), "part": part,
+                               "name": about.name, "labels": about.labels, "external_ref": about.external_ref});
             self.run_hook(task, "on_part", argv, env, input, &progress.cancel)?;
         }
         let t = task.clone();
@@ -103,7 +111,8 @@ impl Engine {
             .read(|c| Ok((crate::view::job(c, &task.job_id, stall)?, views::parts(c, &task.job_id)?)))?;
         let done: Vec<&PartView> = parts.iter().filter(|p| p.state == PartState::Done).collect();
         let v = view.as_ref();
-        let env = vec![
+        let mut env = v.map(|v| about_env(&v.about)).unwrap_or_default();
+        env.extend([
             ("BATCHD_JOB_STATUS".to_owned(), status.to_owned()),
             ("BATCHD_OUT_DIR".to_owned(), v.map_or_else(String::new, |v| v.out_dir.clone())),
             ("BATCHD_JOB_PARTS".to_owned(), done.len().to_string()),
@@ -118,10 +127,20 @@ impl Engine {
                     .unwrap_or_default()
                     .to_owned(),
             ),
-        ];
+        ]);
         let input =
             json!({"hook": "on_job", "job_id": task.job_id, "job_status": status, "attempt": task.attempts, "job": view, "parts": done});
         // For a job that already failed there is no retry: one attempt, recorded.
         self.run_hook(task, "on_job", argv, env, input, &progress.cancel)
     }
+}
+
+/// What the client calls the job, for every hook: `BATCHD_JOB_NAME`,
+/// `BATCHD_JOB_EXTERNAL_REF` (empty when unset) and `BATCHD_JOB_LABELS` (JSON).
+fn about_env(a: &crate::store::jobs::About) -> Vec<(String, String)> {
+    vec![
+        ("BATCHD_JOB_NAME".to_owned(), a.name.clone().unwrap_or_default()),
+        ("BATCHD_JOB_EXTERNAL_REF".to_owned(), a.external_ref.clone().unwrap_or_default()),
+        ("BATCHD_JOB_LABELS".to_owned(), serde_json::to_string(&a.labels).unwrap_or_default()),
+    ]
 }

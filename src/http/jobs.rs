@@ -39,6 +39,10 @@ pub(super) struct CreateBody {
     #[serde(default)]
     pub(super) priority: i64,
     pub(super) max_concurrency: Option<i64>,
+    pub(super) name: Option<String>,
+    pub(super) description: Option<String>,
+    pub(super) labels: Option<std::collections::BTreeMap<String, String>>,
+    pub(super) external_ref: Option<String>,
     pub(super) batch_size: Option<usize>,
     pub(super) compression: Option<crate::split::Compression>,
     pub(super) on_missing_file: Option<crate::split::OnMissing>,
@@ -126,10 +130,19 @@ impl Api {
         if kind.as_deref().is_some_and(|k| k != "ingest" && k != "parent") {
             return Err(fail(400, "BAD_REQUEST", "kind is \"ingest\" or \"parent\""));
         }
+        let label = q.get("label").map(|l| crate::text::percent_decode(l));
+        let label = match label.as_deref().map(|l| l.split_once(':')) {
+            None => None,
+            Some(Some((k, v))) if label_key_ok(k) => Some((k, v)),
+            Some(_) => return Err(fail(400, "BAD_REQUEST", "label is KEY:VALUE, the key of letters, digits and ._-/")),
+        };
+        let external_ref = q.get("external_ref").map(|r| crate::text::percent_decode(r));
         let filter = views::Filter {
             status: status.map(JobStatus::as_str),
             campaign_id: q.get("campaign_id").map(|s| s.as_str()),
             kind: kind.as_deref(),
+            label,
+            external_ref: external_ref.as_deref(),
         };
         let (list, next) = self.store.read(|c| views::list(c, &filter, limit, after)).map_err(internal)?;
         let list: Vec<JobView> = list.into_iter().map(|f| JobView::new(f, stall)).collect();
@@ -228,8 +241,17 @@ impl Api {
                 }
             }
             Some("parent") => {
-                if b.max_concurrency.is_some() {
-                    return Err(fail(400, "BAD_REQUEST", "max_concurrency belongs to ingest jobs"));
+                if b.max_concurrency.is_some()
+                    || b.name.is_some()
+                    || b.description.is_some()
+                    || b.labels.is_some()
+                    || b.external_ref.is_some()
+                {
+                    return Err(fail(
+                        400,
+                        "BAD_REQUEST",
+                        "max_concurrency, name, description, labels and external_ref belong to ingest jobs",
+                    ));
                 }
                 if b.compression.is_some() || b.on_missing_file.is_some() || b.manifest.is_some() || b.file_column.is_some() {
                     return Err(fail(
@@ -262,6 +284,13 @@ impl Api {
         if b.max_concurrency.is_some_and(|n| n < 1) {
             return Err(fail(400, "BAD_REQUEST", "max_concurrency must be at least 1 (or null for no cap)"));
         }
+        let about = jobs::About {
+            name: b.name.clone(),
+            description: b.description.clone(),
+            labels: b.labels.clone().unwrap_or_default(),
+            external_ref: b.external_ref.clone(),
+        };
+        check_about(&about)?;
         let sources = self.check_sources(&b.sources, &[])?;
         let key = req
             .headers()
@@ -279,6 +308,7 @@ impl Api {
             submit: b.submit,
             priority: b.priority,
             max_concurrency: b.max_concurrency,
+            about,
             idempotency: key.map(|k| (k, crate::fsx::hex(&Sha256::digest(parsed.to_string().as_bytes())))),
             ..NewJob::ingest(crate::ids::new_id(), &self.config.data_dir, None, sources, settings, trigger)
         };
@@ -321,4 +351,37 @@ impl Api {
             Ok(()) => self.get(id).unwrap_or_else(|e| e),
         }
     }
+}
+
+/// A label key: what a filter `label=KEY:VALUE` can name unambiguously.
+fn label_key_ok(k: &str) -> bool {
+    !k.is_empty() && k.len() <= 100 && k.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-/".contains(&c))
+}
+
+/// Bounds on what a client may call a job: these are stored, listed and
+/// passed to every hook.
+fn check_about(a: &jobs::About) -> Result<(), Reply> {
+    let long = |v: &Option<String>, max: usize| v.as_ref().is_some_and(|s| s.chars().count() > max);
+    if long(&a.name, 200) || long(&a.external_ref, 200) {
+        return Err(fail(400, "BAD_REQUEST", "name and external_ref: at most 200 characters"));
+    }
+    if long(&a.description, 2000) {
+        return Err(fail(400, "BAD_REQUEST", "description: at most 2000 characters"));
+    }
+    if a.labels.len() > 50 {
+        return Err(fail(400, "BAD_REQUEST", "labels: at most 50"));
+    }
+    for (k, v) in &a.labels {
+        if !label_key_ok(k) {
+            return Err(fail(
+                400,
+                "BAD_REQUEST",
+                format!("label key {k:?}: 1 to 100 letters, digits or ._-/"),
+            ));
+        }
+        if v.chars().count() > 500 {
+            return Err(fail(400, "BAD_REQUEST", format!("label {k:?}: the value is over 500 characters")));
+        }
+    }
+    Ok(())
 }

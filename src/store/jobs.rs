@@ -27,6 +27,17 @@ pub struct Settings {
     pub file_column: Option<String>,
 }
 
+/// What a client calls a job: a name, a description, labels and its own id
+/// (a batch name, a download id), returned everywhere and passed to hooks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct About {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub external_ref: Option<String>,
+}
+
 pub struct NewJob {
     pub id: String,
     pub kind: String,
@@ -37,6 +48,8 @@ pub struct NewJob {
     pub priority: i64,
     /// The most tasks of this job running at once (PLAN, PACK, FINISH); None for no cap.
     pub max_concurrency: Option<i64>,
+    /// The client's own words and id for the job.
+    pub about: About,
     pub out_dir: String,
     pub idempotency: Option<(String, String)>,
     /// Set for a campaign's parent batches and their child jobs.
@@ -68,6 +81,7 @@ impl NewJob {
             submit: true,
             priority: 0,
             max_concurrency: None,
+            about: About::default(),
             idempotency: None,
             campaign: None,
         }
@@ -112,8 +126,8 @@ pub fn create(tx: &Tx, job: &NewJob) -> StoreResult<(String, bool)> {
     let link = job.campaign.as_ref();
     tx.execute(
         "INSERT INTO jobs (id, seq, kind, status, trigger, priority, settings, out_dir, created, modified,
-                           campaign_id, parent_job_id, start_position, max_concurrency)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13)",
+                           campaign_id, parent_job_id, start_position, max_concurrency, name, description, labels, external_ref)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         params![
             job.id,
             seq,
@@ -128,6 +142,10 @@ pub fn create(tx: &Tx, job: &NewJob) -> StoreResult<(String, bool)> {
             link.and_then(|l| l.parent_job_id.as_ref()),
             link.and_then(|l| l.start_position),
             job.max_concurrency,
+            job.about.name,
+            job.about.description,
+            serde_json::to_string(&job.about.labels).unwrap(),
+            job.about.external_ref,
         ],
     )?;
     for (n, path) in job.sources.iter().enumerate() {

@@ -57,6 +57,7 @@ pub struct JobFacts {
     pub next_start_position: Option<i64>,
     pub priority: i64,
     pub max_concurrency: Option<i64>,
+    pub about: super::jobs::About,
     pub sources: Vec<String>,
     /// Rows done within the last [`RATE_WINDOW`].
     pub recent_rows: Option<i64>,
@@ -77,7 +78,8 @@ pub fn job_facts(conn: &Connection, job_id: &str) -> StoreResult<Option<JobFacts
             "SELECT id, kind, status, trigger, settings, out_dir, created, modified, started, finished, error, total_rows, processed_rows,
                     skipped_rows, last_progress, campaign_id, parent_job_id, start_position, next_start_position, priority, error_events,
                     (SELECT json_group_array(path) FROM (SELECT path FROM sources WHERE job_id = ?1 ORDER BY n)),
-                    (SELECT SUM(rows) FROM parts WHERE job_id = ?1 AND state = 'DONE' AND finished >= ?2), max_concurrency
+                    (SELECT SUM(rows) FROM parts WHERE job_id = ?1 AND state = 'DONE' AND finished >= ?2), max_concurrency,
+                    name, description, labels, external_ref
              FROM jobs WHERE id = ?1",
         )?
         .query_row(params![job_id, t - RATE_WINDOW], |r: &Row| {
@@ -106,6 +108,12 @@ pub fn job_facts(conn: &Connection, job_id: &str) -> StoreResult<Option<JobFacts
                     next_start_position: r.get(18)?,
                     priority: r.get(19)?,
                     max_concurrency: r.get(23)?,
+                    about: super::jobs::About {
+                        name: r.get(24)?,
+                        description: r.get(25)?,
+                        labels: serde_json::from_str(&r.get::<_, String>(26)?).unwrap_or_default(),
+                        external_ref: r.get(27)?,
+                    },
                     sources: serde_json::from_str(&r.get::<_, String>(21)?).unwrap_or_default(),
                     recent_rows: r.get(22)?,
                     tasks: BTreeMap::new(),
@@ -168,6 +176,9 @@ pub struct Filter<'a> {
     pub status: Option<&'a str>,
     pub campaign_id: Option<&'a str>,
     pub kind: Option<&'a str>,
+    /// A label the job carries, key and value.
+    pub label: Option<(&'a str, &'a str)>,
+    pub external_ref: Option<&'a str>,
 }
 
 /// Jobs, newest first, after the cursor `after` (a seq), with their sources.
@@ -192,6 +203,16 @@ pub fn list(conn: &Connection, f: &Filter, limit: i64, after: Option<i64>) -> St
     if let Some(k) = &f.kind {
         sql.push_str(" AND kind = ?");
         args.push(k);
+    }
+    if let Some((k, v)) = &f.label {
+        // Label keys are checked at the API: letters, digits, `._-/:` only.
+        sql.push_str(" AND json_extract(labels, '$.\"' || ? || '\"') = ?");
+        args.push(k);
+        args.push(v);
+    }
+    if let Some(r) = &f.external_ref {
+        sql.push_str(" AND external_ref = ?");
+        args.push(r);
     }
     sql.push_str(" ORDER BY seq DESC LIMIT ?");
     let lim = limit + 1;

@@ -97,3 +97,73 @@ fn a_recovery_after_a_crash_is_in_the_jobs_history() {
     );
     d.kill();
 }
+
+/// A client's name, description, labels and own id: accepted on create,
+/// returned everywhere, filterable, passed to hooks; bad ones refused.
+#[test]
+fn jobs_carry_a_name_labels_and_an_external_ref() {
+    let env = Env::new();
+    let src = env.archive("zip", "n.zip", &numbered(10, 100));
+    let log = env.path("hook.env");
+    let d = Daemon::with(|c| {
+        c.hooks.on_part = vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "echo \"$BATCHD_JOB_NAME|$BATCHD_JOB_EXTERNAL_REF|$BATCHD_JOB_LABELS\" >> {}",
+                log.display()
+            ),
+        ];
+    });
+    let staged = d.stage(&src);
+    let about = json!({"name": "Herbarium box 12", "description": "second scan", "labels": {"project": "herb", "site": "oslo"},
+                       "external_ref": "dl-7781"});
+    let mut body = about.clone();
+    body["sources"] = json!([staged]);
+    let id = d.create(&body);
+    let other = d.create(&json!({"sources": [staged], "labels": {"project": "other"}}));
+    let job = d.wait_job(&id, Duration::from_secs(60));
+    for k in ["name", "description", "labels", "external_ref"] {
+        assert_eq!(job[k], about[k], "{k}: {job}");
+    }
+    let list = |q: &str| -> Vec<String> {
+        d.get(&format!("/v1/jobs?{q}")).json["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(list("label=project:herb"), [id.clone()]);
+    assert_eq!(list("label=project:other"), [other.clone()]);
+    assert_eq!(list("external_ref=dl-7781"), [id.clone()]);
+    assert!(list("label=site:bergen").is_empty());
+    assert_eq!(d.get("/v1/jobs?label=nocolon").status, 400);
+    assert!(wait_for(
+        || std::fs::read_to_string(&log).is_ok_and(|s| !s.is_empty()),
+        Duration::from_secs(20)
+    ));
+    let line = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        line.lines()
+            .any(|l| l == r#"Herbarium box 12|dl-7781|{"project":"herb","site":"oslo"}"#),
+        "{line}"
+    );
+    for bad in [
+        json!({"sources": [staged], "labels": {"bad key": "x"}}),
+        json!({"sources": [staged], "name": "x".repeat(201)}),
+        json!({"kind": "parent", "parent": d.data_dir(), "name": "x"}),
+    ] {
+        assert_eq!(d.post("/v1/jobs", &bad).status, 400, "{bad}");
+    }
+    let out = Command::new(BIN)
+        .args(["status", &id, "--data-dir"])
+        .arg(d.data_dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("name     Herbarium box 12") && text.contains("ref      dl-7781") && text.contains("label    site=oslo"),
+        "{text}"
+    );
+}

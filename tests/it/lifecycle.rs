@@ -430,6 +430,7 @@ impl Driver {
                     submit,
                     priority,
                     max_concurrency: None,
+                    about: Default::default(),
                     out_dir: format!("/out/{id}"),
                     idempotency: None,
                     campaign: None,
