@@ -134,9 +134,9 @@ fn jobs_carry_a_name_labels_and_an_external_ref() {
             .map(|j| j["id"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(list("label=project:herb"), [id.clone()]);
-    assert_eq!(list("label=project:other"), [other.clone()]);
-    assert_eq!(list("external_ref=dl-7781"), [id.clone()]);
+    assert_eq!(list("label=project:herb"), [id.as_str()]);
+    assert_eq!(list("label=project:other"), [other.as_str()]);
+    assert_eq!(list("external_ref=dl-7781"), [id.as_str()]);
     assert!(list("label=site:bergen").is_empty());
     assert_eq!(d.get("/v1/jobs?label=nocolon").status, 400);
     assert!(wait_for(
