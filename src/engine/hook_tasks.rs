@@ -66,15 +66,10 @@ impl Engine {
                 .find(|p| p.source == source_n && p.n == n)
                 .ok_or_else(|| anyhow::anyhow!("part {n} of job {} is not recorded", task.job_id))?;
             let job = self.job(&task.job_id)?;
-            let stall = self.config.engine.stall_seconds;
-            let about = self
-                .store
-                .read(|c| crate::view::job(c, &task.job_id, stall))?
-                .map(|v| v.about)
-                .unwrap_or_default();
+            let about = &job.about;
             // As the API writes a part that is not there yet: `null`.
             let or_null = |v: Option<String>| v.unwrap_or_else(|| "null".to_owned());
-            let mut env = about_env(&about);
+            let mut env = about_env(about);
             env.extend([
                 ("BATCHD_JOB_STATUS".to_owned(), job.status.to_string()),
                 ("BATCHD_OUT_DIR".to_owned(), job.out_dir.clone()),

@@ -171,10 +171,15 @@ impl Engine {
         Ok(EngineHandle { engine, threads })
     }
 
-    /// Stops the running tasks of a job (after it was cancelled in the database).
+    /// Stops the running tasks of a job (after it ended in the database).
     pub fn cancel_job(&self, job_id: &str) {
+        self.stop_job(job_id, false);
+    }
+
+    /// Stops a job's running tasks, but its part deliveries with `keep_hooks`.
+    fn stop_job(&self, job_id: &str, keep_hooks: bool) {
         for r in self.running.lock().unwrap().values() {
-            if r.job_id == job_id {
+            if r.job_id == job_id && !(keep_hooks && r.kind == TaskKind::Hook) {
                 r.stop();
             }
         }
@@ -185,36 +190,33 @@ impl Engine {
     /// is told CANCELLED (on a thread of its own: the request that cancelled
     /// does not wait for the site's program).
     pub fn job_cancelled(self: &Arc<Self>, job_id: &str) {
-        if self.delivers_cancelled() {
-            // Deliveries already running go on; the rest of the job stops.
-            for r in self.running.lock().unwrap().values() {
-                if r.job_id == job_id && r.kind != TaskKind::Hook {
-                    r.stop();
-                }
-            }
-            self.forget(job_id);
-        } else {
-            self.cancel_job(job_id);
-        }
+        // Deliveries already running go on when the parts are still delivered.
+        self.stop_job(job_id, self.delivers_cancelled());
         if self.config.hooks.on_job.is_empty() {
             return;
         }
         let (engine, job_id) = (Arc::clone(self), job_id.to_owned());
-        let spawned = std::thread::Builder::new().name("batchd-on-job".into()).spawn(move || {
-            let once = Task {
-                id: 0,
-                job_id: job_id.clone(),
-                kind: TaskKind::Finish,
-                source_n: None,
-                part_n: None,
-                attempts: 1,
-            };
-            if let Err(e) = engine.job_hook(&once, "CANCELLED", &Progress::default()) {
-                tracing::warn!(job = %job_id, "on_job hook for a cancelled job: {e:#}");
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("batchd-on-job".into())
+            .spawn(move || engine.tell_on_job(&job_id, "CANCELLED"));
         if let Err(e) = spawned {
             tracing::error!("starting the on_job hook of a cancelled job: {e}");
+        }
+    }
+
+    /// `on_job` for a job that ended outside its FINISH task (failed,
+    /// cancelled): one attempt, recorded, never retried.
+    fn tell_on_job(&self, job_id: &str, status: &str) {
+        let once = Task {
+            id: 0,
+            job_id: job_id.to_owned(),
+            kind: TaskKind::Finish,
+            source_n: None,
+            part_n: None,
+            attempts: 1,
+        };
+        if let Err(e) = self.job_hook(&once, status, &Progress::default()) {
+            tracing::warn!(job = %job_id, "on_job hook for a {status} job: {e:#}");
         }
     }
 
@@ -393,14 +395,7 @@ impl Engine {
                 self.remove_parts_if_failed(&task.job_id);
                 // on_job hears of the failure too, unless on_job itself failed.
                 if !(err.failure == Failure::Hook && task.kind == TaskKind::Finish) {
-                    let once = Task {
-                        attempts: 1,
-                        part_n: None,
-                        ..task.clone()
-                    };
-                    if let Err(e) = self.job_hook(&once, "FAILED", &Progress::default()) {
-                        tracing::warn!(job = %task.job_id, "on_job hook for a failed job: {e:#}");
-                    }
+                    self.tell_on_job(&task.job_id, "FAILED");
                 }
             }
             Ok(false) => {}
@@ -508,14 +503,19 @@ impl Engine {
     }
 
     fn remove_temps(&self, job_id: &str, source_n: i64, numbers: &[usize]) {
-        for &n in numbers {
-            match self.store.read(|c| parts::part_path(c, job_id, source_n, n as i64)) {
-                Ok(Some(p)) => {
+        let paths = self.store.read(|c| {
+            numbers
+                .iter()
+                .filter_map(|&n| parts::part_path(c, job_id, source_n, n as i64).transpose())
+                .collect::<crate::store::StoreResult<Vec<String>>>()
+        });
+        match paths {
+            Ok(paths) => {
+                for p in paths {
                     let _ = std::fs::remove_file(split::zipwrite::temp_path(Path::new(&p)));
                 }
-                Ok(None) => {}
-                Err(e) => tracing::error!("finding part {n} of job {job_id}: {e:#}"),
             }
+            Err(e) => tracing::error!("finding the parts of job {job_id}: {e:#}"),
         }
     }
 

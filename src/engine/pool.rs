@@ -41,7 +41,9 @@ struct Proc {
     child: Child,
     link: Arc<Link>,
     stdout: BufReader<ChildStdout>,
-    tail: Arc<Mutex<VecDeque<String>>>,
+    /// Relays the worker's stderr to our log; ends (with the last lines)
+    /// when the worker has exited.
+    log: std::thread::JoinHandle<VecDeque<String>>,
     tasks: u32,
 }
 
@@ -189,13 +191,9 @@ impl Pool {
         let stdin = child.stdin.take().expect("piped");
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
         let stderr = child.stderr.take().expect("piped");
-        let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
-        {
-            let tail = Arc::clone(&tail);
-            std::thread::Builder::new()
-                .name(format!("batchd-worker-{pid}-log"))
-                .spawn(move || relay_stderr(pid, stderr, &tail))?;
-        }
+        let log = std::thread::Builder::new()
+            .name(format!("batchd-worker-{pid}-log"))
+            .spawn(move || relay_stderr(pid, stderr))?;
         self.started.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(pid, "worker process started");
         Ok(Proc {
@@ -206,7 +204,7 @@ impl Pool {
                 killed: AtomicBool::new(false),
             }),
             stdout,
-            tail,
+            log,
             tasks: 0,
         })
     }
@@ -225,8 +223,8 @@ impl Pool {
         self.crashed.fetch_add(1, Ordering::Relaxed);
         proc.link.stdin.lock().unwrap().take();
         let status = proc.child.wait();
-        // The stderr relay may still be draining the last lines.
-        let tail = wait_for_tail(&proc);
+        // Its stderr ends with it (a worker starts no processes of its own).
+        let tail: Vec<String> = proc.log.join().map(Vec::from).unwrap_or_default();
         let pid = proc.link.pid;
         match status {
             Ok(status) => died(pid, status, &tail, self.memory_mib, proc.link.killed.load(Ordering::SeqCst)),
@@ -250,38 +248,26 @@ impl Pool {
 fn retire(mut proc: Proc) {
     proc.link.stdin.lock().unwrap().take();
     let _ = proc.child.wait();
+    let _ = proc.log.join();
     tracing::debug!(pid = proc.link.pid, tasks = proc.tasks, "worker process retired");
 }
 
-fn wait_for_tail(proc: &Proc) -> Vec<String> {
-    // The relay thread ends at EOF on stderr, which follows the exit closely.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-    loop {
-        let t = proc.tail.lock().unwrap();
-        if t.back().is_some_and(|l| l.is_empty()) || std::time::Instant::now() > deadline {
-            return t.iter().filter(|l| !l.is_empty()).cloned().collect();
-        }
-        drop(t);
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-}
-
-/// Copies a worker's stderr into the daemon's log, keeping the last lines; an
-/// empty line marks the end.
-fn relay_stderr(pid: u32, stderr: std::process::ChildStderr, tail: &Mutex<VecDeque<String>>) {
+/// Copies a worker's stderr into the daemon's log until it ends, and returns
+/// the last lines.
+fn relay_stderr(pid: u32, stderr: std::process::ChildStderr) -> VecDeque<String> {
+    let mut tail = VecDeque::with_capacity(TAIL_LINES);
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
         if line.is_empty() {
             continue;
         }
         tracing::info!(worker = pid, "{line}");
-        let mut t = tail.lock().unwrap();
-        if t.len() == TAIL_LINES {
-            t.pop_front();
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
         }
-        t.push_back(line);
+        tail.push_back(line);
     }
-    tail.lock().unwrap().push_back(String::new());
+    tail
 }
 
 /// The error for a worker that ended without finishing its task.

@@ -179,6 +179,13 @@ pub fn plan(opts: &SplitOptions) -> Result<(Source, Plan)> {
 /// Parts already published, by number.
 pub type Published = Vec<(usize, zipwrite::Written)>;
 
+/// A TAR.GZ with no parts from an earlier run is indexed and packed in one
+/// decoding pass; anything else is planned first (and a TAR.GZ with parts,
+/// so that they are verified and kept).
+fn one_pass(kind: SourceKind, opts: &SplitOptions, stem: &str) -> bool {
+    kind == SourceKind::TarGz && !has_parts(&opts.out, stem)
+}
+
 /// The daemon's PLAN: plans the source and, for a TAR.GZ with no parts in the
 /// output directory yet, packs it in the same decoding pass as `split` does
 /// (decoding is the expensive part of a TAR.GZ). Returns the parts that pass
@@ -190,7 +197,7 @@ pub fn plan_and_pack_stream(opts: &SplitOptions, progress: &Progress) -> Result<
         return Err(Error::InvalidArgument("--batch-size must be at least 1".into()));
     }
     let stem = source::stem(&opts.source);
-    if source::detect(&opts.source)? != SourceKind::TarGz || has_parts(&opts.out, &stem) {
+    if !one_pass(source::detect(&opts.source)?, opts, &stem) {
         let (src, plan) = plan(opts)?;
         return Ok((src, plan, Vec::new()));
     }
@@ -235,9 +242,8 @@ fn split_into(opts: &SplitOptions, progress: &Progress, started: Instant) -> Res
     let stem = source::stem(&opts.source);
     remove_temps(&opts.out, &stem);
 
-    // A TAR.GZ with no parts from an earlier run is indexed and packed in one pass.
-    let mut published: Vec<(usize, zipwrite::Written)> = Vec::new();
-    let (src, plan) = if kind == SourceKind::TarGz && !has_parts(&opts.out, &stem) {
+    let mut published: Published = Vec::new();
+    let (src, plan) = if one_pass(kind, opts, &stem) {
         match stream::single_pass(opts, progress) {
             Ok(r) => {
                 published.extend(r.done);

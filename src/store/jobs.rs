@@ -38,6 +38,18 @@ pub struct About {
     pub external_ref: Option<String>,
 }
 
+impl About {
+    /// Reads `name, description, labels, external_ref` from column `first` on.
+    pub(super) fn from_row(r: &rusqlite::Row, first: usize) -> rusqlite::Result<About> {
+        Ok(About {
+            name: r.get(first)?,
+            description: r.get(first + 1)?,
+            labels: serde_json::from_str(&r.get::<_, String>(first + 2)?).unwrap_or_default(),
+            external_ref: r.get(first + 3)?,
+        })
+    }
+}
+
 pub struct NewJob {
     pub id: String,
     pub kind: String,
@@ -505,20 +517,26 @@ pub struct JobRow {
     pub settings: Settings,
     pub out_dir: String,
     pub sources: Vec<String>,
+    pub about: About,
 }
 
 pub fn job_for_task(conn: &Connection, job_id: &str) -> StoreResult<Option<JobRow>> {
     let row = conn
-        .query_row("SELECT id, status, settings, out_dir FROM jobs WHERE id = ?1", [job_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, JobStatus>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })
+        .query_row(
+            "SELECT id, status, settings, out_dir, name, description, labels, external_ref FROM jobs WHERE id = ?1",
+            [job_id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, JobStatus>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    About::from_row(r, 4)?,
+                ))
+            },
+        )
         .optional()?;
-    let Some((id, status, settings, out_dir)) = row else {
+    let Some((id, status, settings, out_dir, about)) = row else {
         return Ok(None);
     };
     let settings = serde_json::from_str(&settings)?;
@@ -528,6 +546,7 @@ pub fn job_for_task(conn: &Connection, job_id: &str) -> StoreResult<Option<JobRo
         status,
         settings,
         out_dir,
+        about,
     }))
 }
 

@@ -108,12 +108,7 @@ pub fn job_facts(conn: &Connection, job_id: &str) -> StoreResult<Option<JobFacts
                     next_start_position: r.get(18)?,
                     priority: r.get(19)?,
                     max_concurrency: r.get(23)?,
-                    about: super::jobs::About {
-                        name: r.get(24)?,
-                        description: r.get(25)?,
-                        labels: serde_json::from_str(&r.get::<_, String>(26)?).unwrap_or_default(),
-                        external_ref: r.get(27)?,
-                    },
+                    about: super::jobs::About::from_row(r, 24)?,
                     sources: serde_json::from_str(&r.get::<_, String>(21)?).unwrap_or_default(),
                     recent_rows: r.get(22)?,
                     tasks: BTreeMap::new(),
