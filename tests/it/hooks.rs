@@ -49,6 +49,11 @@ if "BATCHD_PART_PATH" in os.environ:
     ]
 }
 
+/// True once the hook has written its whole record (it creates the file first).
+fn recorded(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|s| serde_json::from_str::<Value>(&s).is_ok())
+}
+
 fn read(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -170,7 +175,7 @@ fn a_flaky_hook_is_retried_and_a_failing_one_fails_the_job_keeping_its_parts() {
     let out = Path::new(job["out_dir"].as_str().unwrap());
     assert_eq!(inspect(out).parts.len(), 2);
     // on_job heard of the failure (it runs just after FAILED is recorded).
-    assert!(wait_for(|| log2.join("on_job-job-1.json").exists(), Duration::from_secs(10)));
+    assert!(wait_for(|| recorded(&log2.join("on_job-job-1.json")), Duration::from_secs(10)));
     let job_rec = read(&log2.join("on_job-job-1.json"));
     assert_eq!(job_rec["env"]["BATCHD_JOB_STATUS"], "FAILED");
     assert_eq!(job_rec["env"]["BATCHD_JOB_ERROR"], "HOOK_FAILED");
@@ -253,7 +258,7 @@ fn on_job_hears_of_a_cancelled_job() {
         Duration::from_secs(60)
     ));
     assert_eq!(d.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).status, 200);
-    assert!(wait_for(|| log.join("on_job-job-1.json").exists(), Duration::from_secs(10)));
+    assert!(wait_for(|| recorded(&log.join("on_job-job-1.json")), Duration::from_secs(10)));
     let rec = read(&log.join("on_job-job-1.json"));
     assert_eq!(rec["env"]["BATCHD_JOB_STATUS"], "CANCELLED", "{rec}");
     assert_eq!(rec["stdin"]["job_status"], "CANCELLED");

@@ -182,6 +182,15 @@ fn workers_are_recycled_and_parts_match_batchd_split() {
         files_in(&env.path("reference")),
         "parts byte-identical to batchd split"
     );
+    // And right by an independent reader: every row once, every file's bytes.
+    let seen = inspect(out);
+    assert_eq!(seen.manifest_rows().len(), 200);
+    let files: Vec<&(String, Vec<u8>)> = seen.parts.values().flat_map(|p| p.entries[1..].iter()).collect();
+    assert_eq!(files.len(), 200);
+    for (name, data) in files {
+        let i: u64 = name.trim_start_matches('f').trim_end_matches(".bin").parse().unwrap();
+        assert_eq!(*data, bytes(i, 2000), "{name} as Python's zipfile reads it");
+    }
     // PLAN + 20 PACK tasks, 3 to a worker: at least 7 workers.
     let started = metric(&d.get("/metrics").text, "batchd_worker_processes_started_total");
     assert!(started >= 7.0, "{started} worker processes for 21 tasks at 3 each");
@@ -199,6 +208,15 @@ fn thread_mode_runs_the_same_work() {
     assert_eq!(job["status"], "COMPLETED", "{job}");
     let out = Path::new(job["out_dir"].as_str().unwrap());
     assert_eq!(files_in(out), files_in(&env.path("reference")));
+    // And right by an independent reader: every row once, every file's bytes.
+    let seen = inspect(out);
+    assert_eq!(seen.manifest_rows().len(), 50);
+    let files: Vec<&(String, Vec<u8>)> = seen.parts.values().flat_map(|p| p.entries[1..].iter()).collect();
+    assert_eq!(files.len(), 50);
+    for (name, data) in files {
+        let i: u64 = name.trim_start_matches('f').trim_end_matches(".bin").parse().unwrap();
+        assert_eq!(*data, bytes(i, 500), "{name} as Python's zipfile reads it");
+    }
     assert_eq!(metric(&d.get("/metrics").text, "batchd_worker_processes_started_total"), 0.0);
 }
 
