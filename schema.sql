@@ -1,4 +1,4 @@
--- batchd's whole current SQLite schema (version 7), applied in one transaction
+-- batchd's whole current SQLite schema (version 8), applied in one transaction
 -- to a new database. The version lives in PRAGMA user_version; a database made
 -- by an older batchd is moved forward by migrations/NNN_*.sql, in order, in the
 -- same start-up transaction (migrations/001_initial.sql is version 1, kept so
@@ -34,7 +34,9 @@ CREATE TABLE jobs (
     name            TEXT,                             -- the client's words for the job
     description     TEXT,
     labels          TEXT NOT NULL DEFAULT '{}',       -- JSON object, string to string
-    external_ref    TEXT                              -- the client's own id for it
+    external_ref    TEXT,                             -- the client's own id for it
+    retries         INTEGER NOT NULL DEFAULT 0,       -- times run again as itself after FAILED or CANCELLED
+    retry_of        TEXT                              -- the job a retry with "new_job" runs again
 );
 CREATE INDEX jobs_status ON jobs(status, seq);
 
@@ -112,7 +114,9 @@ CREATE TABLE watch_files (
     detected        REAL NOT NULL,
     finished        REAL,
     outcome         TEXT,
-    sha256          TEXT                    -- content hash: the same file dropped again is recognised
+    sha256          TEXT,                   -- content hash: the same file dropped again is recognised
+    disposition     TEXT,                   -- where it went when its job ended: done failed deleted kept duplicates
+    final_path      TEXT                    -- its path there (NULL when deleted)
 );
 CREATE INDEX watch_files_state ON watch_files(state);
 CREATE INDEX watch_files_hash ON watch_files(watch, sha256);
@@ -173,7 +177,11 @@ CREATE TABLE campaigns (
     created         REAL NOT NULL,
     modified        REAL NOT NULL,
     finished        REAL,
-    priority        INTEGER NOT NULL DEFAULT 0  -- given to its batches and their child jobs
+    priority        INTEGER NOT NULL DEFAULT 0, -- given to its batches and their child jobs
+    name            TEXT,                     -- the client's words and id for it, as for a job
+    description     TEXT,
+    labels          TEXT NOT NULL DEFAULT '{}',
+    external_ref    TEXT
 );
 
 CREATE TABLE campaign_children (

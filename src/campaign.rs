@@ -24,7 +24,7 @@ use r2d2_sqlite::rusqlite::{self, params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::store::jobs::{self, CampaignLink, NewJob, Settings};
+use crate::store::jobs::{self, About, CampaignLink, NewJob, Settings};
 use crate::store::model::CampaignStatus;
 use crate::store::{Reject, StoreError, StoreResult};
 use crate::store::{Store, Tx};
@@ -57,8 +57,9 @@ fn live_jobs(c: &Connection, campaign_id: &str) -> StoreResult<i64> {
     )?)
 }
 
-/// Starts a new campaign with its first batch; refuses an id already taken.
-pub fn start(tx: &Tx, b: &NewBatch) -> StoreResult<String> {
+/// Starts a new campaign with its first batch and what the client calls it;
+/// refuses an id already taken.
+pub fn start(tx: &Tx, b: &NewBatch, about: &About) -> StoreResult<String> {
     let id = &b.campaign_id;
     let exists: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = ?1)", [id], |r| r.get(0))?;
     if exists {
@@ -66,7 +67,64 @@ pub fn start(tx: &Tx, b: &NewBatch) -> StoreResult<String> {
             "campaign {id} exists; POST /v1/campaigns/{id}/resume continues it"
         ))));
     }
-    queue_batch(tx, b)
+    let job = queue_batch(tx, b)?;
+    tx.execute(
+        "UPDATE campaigns SET name = ?2, description = ?3, labels = ?4, external_ref = ?5 WHERE id = ?1",
+        params![
+            id,
+            about.name,
+            about.description,
+            serde_json::to_string(&about.labels)?,
+            about.external_ref
+        ],
+    )?;
+    Ok(job)
+}
+
+/// A campaign's FAILED child jobs, for a retry.
+pub fn failed_children(c: &Connection, id: &str) -> StoreResult<Vec<String>> {
+    let exists: bool = c.query_row("SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = ?1)", [id], |r| r.get(0))?;
+    if !exists {
+        return Err(StoreError::Refused(Reject::NotFound));
+    }
+    let mut st = c.prepare("SELECT id FROM jobs WHERE campaign_id = ?1 AND kind = 'ingest' AND status = 'FAILED' ORDER BY seq")?;
+    let v = st.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(v)
+}
+
+/// Runs the given failed children of a campaign again, each as itself
+/// (`broken`: per job, the finished parts whose file is not whole). A
+/// campaign that had ended (COMPLETED, or FAILED for too many failures) runs
+/// again until they end, then ends as its runner decides; one that is
+/// stopping or stopped stays so.
+pub fn retry_failed(tx: &Tx, id: &str, children: &[(String, Vec<(i64, i64)>)]) -> StoreResult<()> {
+    let status: Option<CampaignStatus> = tx
+        .query_row("SELECT status FROM campaigns WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?;
+    let Some(status) = status else {
+        return Err(StoreError::Refused(Reject::NotFound));
+    };
+    if children.is_empty() {
+        return Err(StoreError::Refused(Reject::Conflict(format!(
+            "campaign {id} has no failed child jobs"
+        ))));
+    }
+    for (job, broken) in children {
+        crate::store::retry::retry(tx, job, broken)?;
+    }
+    if matches!(status, CampaignStatus::Completed | CampaignStatus::Failed) {
+        tx.execute(
+            "UPDATE campaigns SET status = 'RUNNING', error = NULL, finished = NULL, modified = ?2 WHERE id = ?1",
+            params![id, crate::clock::now()],
+        )?;
+        jobs::event(tx, None, "campaign.status", json!({"campaign_id": id, "status": "RUNNING"}))?;
+    }
+    jobs::event(
+        tx,
+        None,
+        "campaign.retry_failed",
+        json!({"campaign_id": id, "jobs": children.len()}),
+    )
 }
 
 /// Creates the campaign (when new) and queues one parent job. Refuses a batch
@@ -464,6 +522,8 @@ pub struct CampaignFacts {
     pub modified: f64,
     pub finished: Option<f64>,
     pub settings: Value,
+    /// The client's name, description, labels and own id for the campaign.
+    pub about: About,
     pub parent_batches: i64,
     pub child_jobs: i64,
     pub succeeded: i64,
@@ -484,7 +544,8 @@ pub fn facts(c: &Connection, id: &str) -> StoreResult<Option<CampaignFacts>> {
     let t = crate::clock::now();
     let row = c
         .query_row(
-            "SELECT id, parent, pattern, batch_size, total_children, max_failed, managed, status, known_children, error, created, modified, finished, settings
+            "SELECT id, parent, pattern, batch_size, total_children, max_failed, managed, status, known_children, error, created, modified, finished, settings,
+                    name, description, labels, external_ref
              FROM campaigns WHERE id = ?1",
             [id],
             |r| {
@@ -504,6 +565,7 @@ pub fn facts(c: &Connection, id: &str) -> StoreResult<Option<CampaignFacts>> {
                     modified: r.get(11)?,
                     finished: r.get(12)?,
                     settings: serde_json::from_str::<Value>(&r.get::<_, String>(13)?).unwrap_or(Value::Null),
+                    about: About::from_row(r, 14)?,
                     parent_batches: 0,
                     child_jobs: 0,
                     succeeded: 0,

@@ -122,7 +122,16 @@ pub struct Schedule {
     #[serde(default)]
     pub batch_size: Option<usize>,
     #[serde(default)]
+    pub max_part_bytes: Option<u64>,
+    #[serde(default)]
     pub file_column: Option<String>,
+    /// A regular expression the file's full path must match (besides `pattern`).
+    #[serde(default)]
+    pub regex_filter: Option<String>,
+    /// At most this many files taken at once (per scan of a watch, per fire
+    /// of a schedule), the first by name; the rest wait for the next.
+    #[serde(default)]
+    pub max_files: Option<usize>,
     /// Priority of the jobs this schedule queues (higher runs first).
     #[serde(default)]
     pub priority: i64,
@@ -183,7 +192,16 @@ pub struct Watch {
     #[serde(default)]
     pub batch_size: Option<usize>,
     #[serde(default)]
+    pub max_part_bytes: Option<u64>,
+    #[serde(default)]
     pub file_column: Option<String>,
+    /// A regular expression the file's full path must match (besides `pattern`).
+    #[serde(default)]
+    pub regex_filter: Option<String>,
+    /// At most this many files taken at once (per scan of a watch, per fire
+    /// of a schedule), the first by name; the rest wait for the next.
+    #[serde(default)]
+    pub max_files: Option<usize>,
     /// Priority of the jobs this watch queues (higher runs first).
     #[serde(default)]
     pub priority: i64,
@@ -197,7 +215,38 @@ fn yes() -> bool {
     true
 }
 
+impl Schedule {
+    /// A schedule firing on `cron` (in UTC) over `dir`, every other key at its default.
+    pub fn new(name: &str, cron: &str, dir: PathBuf) -> Schedule {
+        Schedule {
+            name: name.into(),
+            cron: cron.into(),
+            timezone: Some("UTC".into()),
+            dir,
+            pattern: default_pattern(),
+            misfire: Misfire::default(),
+            grace_seconds: default_grace(),
+            output_dir: None,
+            batch_size: None,
+            max_part_bytes: None,
+            file_column: None,
+            regex_filter: None,
+            max_files: None,
+            priority: 0,
+        }
+    }
+}
+
 impl Watch {
+    /// Its `regex_filter` and `max_files`, checked.
+    pub fn selection(&self) -> anyhow::Result<crate::glob::Selection> {
+        if self.max_files == Some(0) {
+            anyhow::bail!("invalid value for `max_files`: must be at least 1");
+        }
+        crate::glob::Selection::new(self.regex_filter.as_deref(), self.max_files)
+            .map_err(|e| anyhow::anyhow!("invalid value for `regex_filter`: {e}"))
+    }
+
     /// A watch on `dir` with every other key at its default.
     pub fn new(name: &str, dir: PathBuf) -> Watch {
         Watch {
@@ -212,7 +261,10 @@ impl Watch {
             on_success: OnSuccess::default(),
             duplicates: Duplicates::default(),
             batch_size: None,
+            max_part_bytes: None,
             file_column: None,
+            regex_filter: None,
+            max_files: None,
             priority: 0,
             events: true,
         }
@@ -305,6 +357,8 @@ pub enum Isolation {
 #[serde(deny_unknown_fields, default)]
 pub struct JobDefaults {
     pub batch_size: usize,
+    /// A part closes before its files would pass this many bytes; None for no cap.
+    pub max_part_bytes: Option<u64>,
     pub compression: Compression,
     pub on_missing_file: OnMissing,
     pub manifest: String,
@@ -363,6 +417,7 @@ impl Default for JobDefaults {
     fn default() -> Self {
         JobDefaults {
             batch_size: crate::split::DEFAULT_BATCH_SIZE,
+            max_part_bytes: None,
             compression: Compression::Stored,
             on_missing_file: OnMissing::Fail,
             manifest: crate::split::DEFAULT_MANIFEST.into(),
@@ -377,6 +432,7 @@ impl Default for JobDefaults {
 #[serde(deny_unknown_fields)]
 pub struct SettingsOverride {
     pub batch_size: Option<usize>,
+    pub max_part_bytes: Option<u64>,
     pub compression: Option<Compression>,
     pub on_missing_file: Option<OnMissing>,
     pub manifest: Option<String>,
@@ -388,6 +444,7 @@ impl JobDefaults {
     pub fn resolve(&self, o: SettingsOverride) -> crate::store::jobs::Settings {
         crate::store::jobs::Settings {
             batch_size: o.batch_size.unwrap_or(self.batch_size),
+            max_part_bytes: o.max_part_bytes.or(self.max_part_bytes),
             compression: o.compression.unwrap_or(self.compression),
             on_missing_file: o.on_missing_file.unwrap_or(self.on_missing_file),
             manifest: o.manifest.unwrap_or_else(|| self.manifest.clone()),
@@ -395,11 +452,17 @@ impl JobDefaults {
         }
     }
 
-    /// Job settings for a trigger: its own batch size and file column where
-    /// set, these defaults for the rest.
-    pub fn settings(&self, batch_size: Option<usize>, file_column: Option<&String>) -> crate::store::jobs::Settings {
+    /// Job settings for a trigger: its own batch size, byte cap and file
+    /// column where set, these defaults for the rest.
+    pub fn settings(
+        &self,
+        batch_size: Option<usize>,
+        max_part_bytes: Option<u64>,
+        file_column: Option<&String>,
+    ) -> crate::store::jobs::Settings {
         self.resolve(SettingsOverride {
             batch_size,
+            max_part_bytes,
             file_column: file_column.cloned(),
             ..Default::default()
         })
@@ -424,6 +487,9 @@ impl Config {
         if self.defaults.batch_size == 0 {
             return bad("defaults.batch_size", "must be at least 1");
         }
+        if self.defaults.max_part_bytes == Some(0) {
+            return bad("defaults.max_part_bytes", "must be at least 1 (leave it out for no cap)");
+        }
         if self.http.workers == 0 {
             return bad("http.workers", "must be at least 1");
         }
@@ -444,6 +510,12 @@ impl Config {
             if w.batch_size == Some(0) {
                 return bad("watch.batch_size", "must be at least 1");
             }
+            if w.max_part_bytes == Some(0) {
+                return bad("watch.max_part_bytes", "must be at least 1 (leave it out for no cap)");
+            }
+            if let Err(e) = w.selection() {
+                return Err(anyhow::anyhow!("watch {:?}: {e}", w.name));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for s in &self.schedule {
@@ -455,6 +527,15 @@ impl Config {
             }
             if s.batch_size == Some(0) {
                 return bad("schedule.batch_size", "must be at least 1");
+            }
+            if s.max_part_bytes == Some(0) {
+                return bad("schedule.max_part_bytes", "must be at least 1 (leave it out for no cap)");
+            }
+            if let Err(e) = crate::glob::Selection::new(s.regex_filter.as_deref(), s.max_files) {
+                return Err(anyhow::anyhow!("schedule {:?}: invalid value for `regex_filter`: {e}", s.name));
+            }
+            if s.max_files == Some(0) {
+                return bad("schedule.max_files", "must be at least 1");
             }
         }
         if self.http.max_body_bytes < 1024 {

@@ -36,6 +36,12 @@ pub struct JobView {
     /// The client's name, description, labels and own id for the job.
     #[serde(flatten)]
     pub about: crate::store::jobs::About,
+    /// Times the job was run again as itself after it failed or was cancelled.
+    pub retries: i64,
+    /// The job this one runs again (a retry with `new_job`).
+    pub retry_of: Option<String>,
+    /// For a job from a watched inbox: the file, and where it went when the job ended.
+    pub watched_file: Option<crate::store::watch_files::WatchedFile>,
     pub sources: Vec<String>,
     pub settings: Value,
     pub out_dir: String,
@@ -163,6 +169,9 @@ impl JobView {
             priority: j.priority,
             max_concurrency: j.max_concurrency,
             about: j.about,
+            retries: j.retries,
+            retry_of: j.retry_of,
+            watched_file: j.watched_file,
             sources: j.sources,
             settings: j.settings,
             out_dir: j.out_dir,
@@ -238,6 +247,9 @@ fn message(j: &JobFacts, fraction: f64, rate: f64, eta: Option<f64>, estimated: 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CampaignView {
     pub campaign_id: String,
+    /// The client's name, description, labels and own id for the campaign.
+    #[serde(flatten)]
+    pub about: crate::store::jobs::About,
     pub parent: String,
     pub pattern: String,
     pub batch_size: i64,
@@ -342,6 +354,7 @@ impl CampaignView {
         }
         CampaignView {
             campaign_id: f.id,
+            about: f.about,
             parent: f.parent,
             pattern: f.pattern,
             batch_size: f.batch_size,

@@ -27,6 +27,12 @@ mod isolation;
 #[path = "it/history.rs"]
 mod history;
 
+#[path = "it/retry.rs"]
+mod retry;
+
+#[path = "it/fetch.rs"]
+mod fetch;
+
 #[path = "it/queue.rs"]
 mod queue;
 

@@ -1,4 +1,4 @@
-//! `batchd campaign`: start, status, stop, resume and list campaigns.
+//! `batchd campaign`: start, status, stop, resume, retry-failed and list campaigns.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -31,6 +31,12 @@ pub enum CampaignCommand {
         /// The campaign fails once more child jobs than this have failed.
         #[arg(long)]
         max_failed: Option<i64>,
+        /// What you call the campaign.
+        #[arg(long)]
+        name: Option<String>,
+        /// Your own id for it.
+        #[arg(long)]
+        external_ref: Option<String>,
         /// Follow it until it ends.
         #[arg(long)]
         follow: bool,
@@ -45,6 +51,8 @@ pub enum CampaignCommand {
     Stop { id: String },
     /// Continue a stopped (or failed) campaign from next_start_position.
     Resume { id: String },
+    /// Run the campaign's FAILED child jobs again (each as itself).
+    RetryFailed { id: String },
     /// List campaigns.
     List,
 }
@@ -91,11 +99,14 @@ pub fn campaign(args: CampaignArgs) -> anyhow::Result<()> {
             pattern,
             rows_per_part,
             max_failed,
+            name,
+            external_ref,
             follow,
         } => {
             let parent = std::fs::canonicalize(&parent).with_context(|| format!("resolving {}", parent.display()))?;
             let mut body = json!({"parent": parent, "batch_size": batch_size, "total_children": total,
-                "campaign_id": id, "pattern": pattern, "max_failed_children": max_failed, "settings": {}});
+                "campaign_id": id, "pattern": pattern, "max_failed_children": max_failed, "settings": {},
+                "name": name, "external_ref": external_ref});
             if let Some(r) = rows_per_part {
                 body["settings"]["batch_size"] = json!(r);
             }
@@ -112,6 +123,13 @@ pub fn campaign(args: CampaignArgs) -> anyhow::Result<()> {
         ),
         CampaignCommand::Resume { id } => (
             client.ok("POST", &format!("/v1/campaigns/{id}/resume"), Some(&json!({})))?["campaign_id"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            false,
+        ),
+        CampaignCommand::RetryFailed { id } => (
+            client.ok("POST", &format!("/v1/campaigns/{id}/retry-failed"), Some(&json!({})))?["campaign_id"]
                 .as_str()
                 .unwrap_or("")
                 .to_owned(),

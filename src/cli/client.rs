@@ -1,5 +1,5 @@
 //! The HTTP client every daemon command shares (`submit`, `status`, `jobs`,
-//! `cancel`, `follow`, `schedules`, `campaign`, `clean`: one file each). It
+//! `cancel`, `follow`, `fetch`, `schedules`, `campaign`, `clean`: one file each). It
 //! finds the daemon and its token through the data directory and says how to
 //! start the daemon when none answers. HTTP is spoken over a plain
 //! `TcpStream` (one request per connection) to keep the binary lean.
@@ -41,8 +41,8 @@ impl Client {
         Ok(Client { addr, token, data_dir })
     }
 
-    /// One request; returns the status and the JSON body.
-    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+    /// Connects and sends one request (`extra` are more header lines, each ending in CRLF).
+    fn send(&self, method: &str, path: &str, body: Option<&Value>, extra: &str) -> anyhow::Result<TcpStream> {
         let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(3)).map_err(|e| {
             anyhow!(
                 "the daemon is not running at {} ({e}); start it with `batchd serve --data-dir {}`",
@@ -53,12 +53,51 @@ impl Client {
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nX-Batchd-Trigger: cli\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nX-Batchd-Trigger: cli\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
             self.addr,
             self.token,
             body.len()
         );
         stream.write_all(req.as_bytes()).context("sending the request")?;
+        Ok(stream)
+    }
+
+    /// A GET whose body is read as it arrives (never held whole in memory),
+    /// with more request header lines in `extra`: the status, the response
+    /// headers (names in lower case) and the body, `Content-Length` bytes.
+    pub fn get_stream(&self, path: &str, extra: &str) -> anyhow::Result<(u16, Vec<(String, String)>, impl Read)> {
+        let stream = self.send("GET", path, None, extra)?;
+        let mut r = std::io::BufReader::with_capacity(1 << 20, stream);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut r, &mut line).context("reading the response")?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("malformed status line"))?;
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            std::io::BufRead::read_line(&mut r, &mut line).context("reading the response")?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        let len: u64 = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        Ok((status, headers, r.take(len)))
+    }
+
+    /// One request; returns the status and the JSON body.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+        let mut stream = self.send(method, path, body, "")?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).context("reading the response")?;
         let split = raw

@@ -1,5 +1,5 @@
-//! `batchd status`, `jobs`, `cancel` and `follow`: one job or the latest, a
-//! list, a cancel, and a live progress bar until a job ends.
+//! `batchd status`, `jobs`, `cancel`, `retry` and `follow`: one job or the
+//! latest, a list, a cancel, a retry, and a live progress bar until a job ends.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -159,10 +159,52 @@ pub fn jobs(args: JobsArgs) -> anyhow::Result<()> {
 pub fn cancel(args: JobArgs) -> anyhow::Result<()> {
     let client = Client::connect(&args.daemon)?;
     let job = client.ok("POST", &format!("/v1/jobs/{}/cancel", args.job), Some(&json!({})))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&job)?);
+    print_brief(&job, args.json)
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// A FAILED or CANCELLED job.
+    pub job: String,
+    /// Run it as a new job that links back (`retry_of`), leaving this one as it ended.
+    #[arg(long)]
+    pub new_job: bool,
+    /// Follow the job until it ends, with a live progress bar.
+    #[arg(long)]
+    pub wait: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+/// Runs a FAILED or CANCELLED job again: as itself (finished parts that are
+/// still whole are kept), or with `--new-job` as a new job.
+pub fn retry(args: RetryArgs) -> anyhow::Result<()> {
+    let client = Client::connect(&args.daemon)?;
+    let job = client.ok(
+        "POST",
+        &format!("/v1/jobs/{}/retry", args.job),
+        Some(&json!({"new_job": args.new_job})),
+    )?;
+    if args.wait {
+        let id = job["id"].as_str().unwrap_or_default().to_owned();
+        return follow_job(&client, &id, args.json);
+    }
+    print_brief(&job, args.json)
+}
+
+/// One line for a job a command changed (or the whole view with `--json`).
+pub(super) fn print_brief(job: &Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(job)?);
     } else {
-        println!("{}  {}", job["id"].as_str().unwrap_or(""), job["status"].as_str().unwrap_or(""));
+        println!(
+            "{}  {}  {}",
+            job["id"].as_str().unwrap_or(""),
+            job["status"].as_str().unwrap_or(""),
+            job["status_message"].as_str().unwrap_or("")
+        );
     }
     Ok(())
 }

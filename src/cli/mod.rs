@@ -4,6 +4,8 @@
 mod campaign;
 mod clean;
 mod client;
+mod drafts;
+mod fetch;
 mod jobs;
 mod queue;
 mod schedules;
@@ -40,8 +42,16 @@ pub enum Command {
     Jobs(jobs::JobsArgs),
     /// Cancel a job; running tasks stop at the next entry.
     Cancel(jobs::JobArgs),
+    /// Run a FAILED or CANCELLED job again (as itself, or with --new-job as a new job).
+    Retry(jobs::RetryArgs),
+    /// Add sources to a draft job (made with `batchd submit --draft`).
+    Add(drafts::AddArgs),
+    /// Queue a draft job.
+    SubmitDraft(drafts::SubmitDraftArgs),
     /// Follow a job until it ends, with a live progress bar.
     Follow(jobs::JobArgs),
+    /// Download a job's finished parts over the API, each checked by its SHA-256.
+    Fetch(fetch::FetchArgs),
     /// List cron schedules with their next and last fire, or run one now (--run NAME).
     Schedules(schedules::SchedulesArgs),
     /// Sequential, resumable campaigns over a parent collection: start, status, stop, resume, list.
@@ -71,7 +81,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => jobs::status(args),
         Command::Jobs(args) => jobs::jobs(args),
         Command::Cancel(args) => jobs::cancel(args),
+        Command::Retry(args) => jobs::retry(args),
+        Command::Add(args) => drafts::add(args),
+        Command::SubmitDraft(args) => drafts::submit_draft(args),
         Command::Follow(args) => jobs::follow(args),
+        Command::Fetch(args) => fetch::fetch(args),
         Command::Schedules(args) => schedules::schedules(args),
         Command::Campaign(args) => campaign::campaign(args),
         Command::Clean(args) => clean::clean(args),

@@ -23,6 +23,10 @@ pub struct SplitArgs {
     /// Manifest rows per part.
     #[arg(long, short = 'n', default_value_t = split::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
+    /// A part closes before its files would pass this many bytes (a single
+    /// larger file gets a part of its own); with --batch-size, whichever comes first.
+    #[arg(long)]
+    pub max_part_bytes: Option<u64>,
     /// Manifest file name (at the top of the source or under one top-level folder).
     #[arg(long, default_value = split::DEFAULT_MANIFEST)]
     pub manifest: String,
@@ -49,6 +53,7 @@ pub struct SplitArgs {
 pub fn run(args: SplitArgs) -> anyhow::Result<()> {
     let mut opts = SplitOptions::new(&args.source, &args.out);
     opts.batch_size = args.batch_size;
+    opts.max_part_bytes = args.max_part_bytes;
     opts.manifest = args.manifest.clone();
     opts.file_column = args.file_column.clone();
     opts.compression = args.compression;
@@ -179,6 +184,14 @@ fn print_summary(s: &Summary) {
             s.skipped_rows,
             lines.join(", "),
             if s.skipped_rows > 10 { ", …" } else { "" }
+        );
+    }
+    if !s.oversized_parts.is_empty() {
+        let list: Vec<String> = s.oversized_parts.iter().map(|n| n.to_string()).collect();
+        println!(
+            "note: part(s) {} hold a single file larger than --max-part-bytes {} (a file is never split)",
+            list.join(", "),
+            s.max_part_bytes.map(human_bytes).unwrap_or_default()
         );
     }
     if s.unreferenced_files > 0 {

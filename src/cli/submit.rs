@@ -14,8 +14,15 @@ use crate::split::{Compression, OnMissing};
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     /// Archives or directories to ingest (one job).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "draft")]
     pub sources: Vec<PathBuf>,
+    /// Make a DRAFT job: add sources with `batchd add`, queue it with `batchd submit-draft`.
+    #[arg(long)]
+    pub draft: bool,
+    /// A part closes before its payload would pass this many bytes (a single
+    /// larger file gets a part of its own); with --batch-size, whichever comes first.
+    #[arg(long)]
+    pub max_part_bytes: Option<u64>,
     #[arg(long, short = 'n')]
     pub batch_size: Option<usize>,
     #[arg(long, value_enum)]
@@ -51,16 +58,11 @@ pub struct SubmitArgs {
 
 pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     let client = Client::connect(&args.daemon)?;
-    let sources: Vec<String> = args
-        .sources
-        .iter()
-        .map(|s| {
-            std::fs::canonicalize(s)
-                .map(|p| p.to_string_lossy().into_owned())
-                .with_context(|| format!("source {}", s.display()))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let mut body = json!({"sources": sources});
+    let sources = absolute(&args.sources)?;
+    let mut body = json!({"sources": sources, "submit": !args.draft});
+    if let Some(n) = args.max_part_bytes {
+        body["max_part_bytes"] = json!(n);
+    }
     if let Some(n) = args.batch_size {
         body["batch_size"] = json!(n);
     }
@@ -100,7 +102,7 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     }
     let job = client.ok("POST", "/v1/jobs", Some(&body))?;
     let id = job["id"].as_str().unwrap_or_default().to_owned();
-    if args.wait {
+    if args.wait && !args.draft {
         if !args.json {
             eprintln!("job {id} submitted");
         }
@@ -116,4 +118,16 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Sources as absolute paths: the daemon resolves them in its own directory.
+pub(super) fn absolute(sources: &[PathBuf]) -> anyhow::Result<Vec<String>> {
+    sources
+        .iter()
+        .map(|s| {
+            std::fs::canonicalize(s)
+                .map(|p| p.to_string_lossy().into_owned())
+                .with_context(|| format!("source {}", s.display()))
+        })
+        .collect()
 }

@@ -52,6 +52,9 @@ pub struct Planned {
     pub rows: i64,
     /// Parts a TAR.GZ's planning pass already published: (number, bytes, sha256).
     pub published: Vec<(usize, u64, String)>,
+    /// Parts over `max_part_bytes`: each one file larger than the cap.
+    #[serde(default)]
+    pub oversized: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,6 +160,7 @@ fn planned(source_n: i64, entry: &PlanEntry) -> Planned {
             .collect(),
         skipped: plan.skipped.iter().map(|s| (s.line, s.value.clone())).collect(),
         per_part: src.random_access(),
+        oversized: plan.oversized.clone(),
         rows: plan.rows as i64,
         published: Vec::new(),
     }

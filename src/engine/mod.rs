@@ -349,15 +349,8 @@ impl Engine {
     /// kept: they are good, only their delivery failed, and the site may
     /// deliver them by hand.
     fn remove_parts_if_failed(&self, job_id: &str) {
-        let state = self.store.read(|c| {
-            Ok(c.query_row(
-                "SELECT status, json_extract(error, '$.code') FROM jobs WHERE id = ?1",
-                [job_id],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
-            )?)
-        });
-        if let Ok((status, code)) = state {
-            if status == "FAILED" && code.as_deref() != Some("HOOK_FAILED") {
+        if let Ok(Some((status, code))) = self.store.read(|c| jobs::status_and_code(c, job_id)) {
+            if status == JobStatus::Failed && code.as_deref() != Some("HOOK_FAILED") {
                 match self.store.read(|c| parts::part_paths(c, job_id)) {
                     Ok(paths) => remove_parts(&paths),
                     Err(e) => tracing::error!("listing the parts of failed job {job_id}: {e:#}"),
@@ -410,6 +403,7 @@ impl Engine {
             .ok_or_else(|| anyhow::anyhow!("job {} has no source {source_n}", job.id))?;
         let mut opts = SplitOptions::new(source, &job.out_dir);
         opts.batch_size = job.settings.batch_size;
+        opts.max_part_bytes = job.settings.max_part_bytes;
         opts.manifest = job.settings.manifest.clone();
         opts.file_column = job.settings.file_column.clone();
         opts.compression = job.settings.compression;
@@ -480,7 +474,7 @@ impl Engine {
                 let published = p.published.len();
                 self.store
                     .write(move |tx| {
-                        parts::planned(tx, &t, &p.parts, p.per_part, p.rows, &p.skipped)?;
+                        parts::planned(tx, &t, &p.parts, p.per_part, p.rows, &p.skipped, &p.oversized)?;
                         // A TAR.GZ packed while it was planned: its parts are done.
                         for (n, bytes, sha) in &p.published {
                             parts::part_done(tx, &t.job_id, source_n, *n as i64, *bytes, sha, hook)?;

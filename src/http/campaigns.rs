@@ -7,10 +7,10 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::jobs::CreateBody;
+use super::jobs::{check_about, CreateBody};
 use super::reply::{bounded, fail, internal, reply, store_error, Reply};
 use super::Api;
-use crate::store::jobs::Settings;
+use crate::store::jobs::{About, Settings};
 use crate::store::{Reject, StoreError};
 
 /// Settings for the child jobs of a campaign; unset ones come from `[defaults]`.
@@ -30,6 +30,10 @@ pub(super) struct CampaignBody {
     /// Given to every batch and child job of the campaign.
     #[serde(default)]
     priority: i64,
+    name: Option<String>,
+    description: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    external_ref: Option<String>,
 }
 
 impl Api {
@@ -105,6 +109,13 @@ impl Api {
 
     pub(super) fn create_campaign(&self, body: &[u8]) -> Result<Reply, Reply> {
         let b: CampaignBody = Self::json(body)?;
+        let about = About {
+            name: b.name,
+            description: b.description,
+            labels: b.labels.unwrap_or_default(),
+            external_ref: b.external_ref,
+        };
+        check_about(&about)?;
         let (parent, id) = self.batch(&b.parent, b.batch_size, b.total_children, b.campaign_id)?;
         if b.max_failed_children.is_some_and(|m| m < 0) {
             return Err(fail(400, "BAD_REQUEST", "max_failed_children must be 0 or more"));
@@ -123,7 +134,7 @@ impl Api {
             trigger: "campaign".into(),
         };
         self.store
-            .write(move |tx| crate::campaign::start(tx, &batch))
+            .write(move |tx| crate::campaign::start(tx, &batch, &about))
             .map_err(store_error)?;
         let mut r = self.campaign(&id)?;
         r.status = 201;
@@ -153,6 +164,26 @@ impl Api {
                 StoreError::Refused(Reject::NotFound) => fail(404, "NOT_FOUND", format!("no campaign {id:?}")),
                 e => store_error(e),
             })?;
+        self.campaign(id)
+    }
+
+    /// `POST /v1/campaigns/{id}/retry-failed`: every FAILED child job runs
+    /// again as itself, its whole finished parts kept.
+    pub(super) fn retry_failed(&self, id: &str) -> Result<Reply, Reply> {
+        let not_found = |e| match e {
+            StoreError::Refused(Reject::NotFound) => fail(404, "NOT_FOUND", format!("no campaign {id:?}")),
+            e => store_error(e),
+        };
+        let failed = self.store.read(|c| crate::campaign::failed_children(c, id)).map_err(not_found)?;
+        let mut children = Vec::with_capacity(failed.len());
+        for job in failed {
+            let broken = self.broken_parts(&job)?;
+            children.push((job, broken));
+        }
+        let id2 = id.to_owned();
+        self.store
+            .write(move |tx| crate::campaign::retry_failed(tx, &id2, &children))
+            .map_err(not_found)?;
         self.campaign(id)
     }
 }

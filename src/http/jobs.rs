@@ -3,7 +3,6 @@
 //! sources to a draft, submit, cancel, and the long-polled event feed.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,10 +43,20 @@ pub(super) struct CreateBody {
     pub(super) labels: Option<std::collections::BTreeMap<String, String>>,
     pub(super) external_ref: Option<String>,
     pub(super) batch_size: Option<usize>,
+    pub(super) max_part_bytes: Option<u64>,
     pub(super) compression: Option<crate::split::Compression>,
     pub(super) on_missing_file: Option<crate::split::OnMissing>,
     pub(super) manifest: Option<String>,
     pub(super) file_column: Option<String>,
+    /// Plan every source and answer with the plan; record nothing.
+    #[serde(default)]
+    pub(super) dry_run: bool,
+    /// For glob sources: a regular expression the full path must match.
+    pub(super) regex_filter: Option<String>,
+    /// For glob sources: the first N matches by name.
+    pub(super) max_files: Option<usize>,
+    /// Where the parts go (below an allowed root); default DATA_DIR/parts/{id}.
+    pub(super) output_dir: Option<String>,
 }
 
 pub(super) fn yes() -> bool {
@@ -78,12 +87,7 @@ impl Api {
         let generation = self.store.bell.generation();
         if let Some((g, at, body)) = self.views.lock().unwrap().get(id) {
             if *g == generation && at.elapsed() < VIEW_TTL {
-                return Ok(Reply {
-                    status: 200,
-                    body: body.to_string(),
-                    content_type: "application/json",
-                    headers: Vec::new(),
-                });
+                return Ok(Reply::text(200, body.to_string(), "application/json"));
             }
         }
         match self.view(id).map_err(internal)? {
@@ -94,12 +98,7 @@ impl Api {
                     views.clear();
                 }
                 views.insert(id.to_owned(), (generation, std::time::Instant::now(), Arc::clone(&body)));
-                Ok(Reply {
-                    status: 200,
-                    body: body.to_string(),
-                    content_type: "application/json",
-                    headers: Vec::new(),
-                })
+                Ok(Reply::text(200, body.to_string(), "application/json"))
             }
             None => Ok(reject(Reject::NotFound)),
         }
@@ -183,42 +182,6 @@ impl Api {
         }
     }
 
-    /// Resolves and checks a source path: it must exist and lie below an allowed root.
-    pub(super) fn check_source(&self, p: &str) -> Result<String, Reply> {
-        let canon = std::fs::canonicalize(p).map_err(|e| fail(400, "SOURCE_NOT_FOUND", format!("{p}: {e}")))?;
-        if !self.roots.iter().any(|r| canon.starts_with(r)) {
-            let roots: Vec<String> = self.roots.iter().map(|r| r.display().to_string()).collect();
-            return Err(fail(
-                403,
-                "FORBIDDEN_PATH",
-                format!(
-                    "{} is outside the allowed roots ({}); add its directory to http.allowed_roots",
-                    canon.display(),
-                    roots.join(", ")
-                ),
-            ));
-        }
-        Ok(canon.to_string_lossy().into_owned())
-    }
-
-    pub(super) fn check_sources(&self, paths: &[String], existing: &[String]) -> Result<Vec<String>, Reply> {
-        let checked = paths.iter().map(|p| self.check_source(p)).collect::<Result<Vec<_>, _>>()?;
-        let mut stems = std::collections::HashSet::new();
-        for p in existing.iter().chain(&checked) {
-            if !stems.insert(crate::split::source::stem(Path::new(p))) {
-                return Err(fail(
-                    400,
-                    "DUPLICATE_SOURCE",
-                    format!(
-                        "two sources of one job would write parts named {}-part*.zip; submit them as separate jobs",
-                        crate::split::source::stem(Path::new(p))
-                    ),
-                ));
-            }
-        }
-        Ok(checked)
-    }
-
     pub(super) fn create(&self, req: &Request, body: &[u8]) -> Result<Reply, Reply> {
         let parsed: Value = Self::json(body)?;
         let b: CreateBody = serde_json::from_value(parsed.clone()).map_err(|e| fail(400, "BAD_REQUEST", e.to_string()))?;
@@ -242,6 +205,10 @@ impl Api {
             }
             Some("parent") => {
                 if b.max_concurrency.is_some()
+                    || b.dry_run
+                    || b.regex_filter.is_some()
+                    || b.max_files.is_some()
+                    || b.output_dir.is_some()
                     || b.name.is_some()
                     || b.description.is_some()
                     || b.labels.is_some()
@@ -250,21 +217,26 @@ impl Api {
                     return Err(fail(
                         400,
                         "BAD_REQUEST",
-                        "max_concurrency, name, description, labels and external_ref belong to ingest jobs",
+                        "max_concurrency, dry_run, regex_filter, max_files, output_dir, name, description, labels and external_ref belong to ingest jobs",
                     ));
                 }
-                if b.compression.is_some() || b.on_missing_file.is_some() || b.manifest.is_some() || b.file_column.is_some() {
+                if b.compression.is_some()
+                    || b.on_missing_file.is_some()
+                    || b.manifest.is_some()
+                    || b.file_column.is_some()
+                    || b.max_part_bytes.is_some()
+                {
                     return Err(fail(
                         400,
                         "BAD_REQUEST",
-                        "a parent job's children take compression, on_missing_file, manifest and file_column in \"settings\"",
+                        "a parent job's children take compression, on_missing_file, manifest, file_column and max_part_bytes in \"settings\"",
                     ));
                 }
                 return self.create_parent(b);
             }
             Some(k) => return Err(fail(400, "BAD_REQUEST", format!("kind {k:?} is not one of \"ingest\", \"parent\""))),
         }
-        if b.sources.is_empty() && b.submit {
+        if b.sources.is_empty() && (b.submit || b.dry_run) {
             return Err(fail(
                 400,
                 "BAD_REQUEST",
@@ -273,6 +245,7 @@ impl Api {
         }
         let settings = self.config.defaults.resolve(crate::config::SettingsOverride {
             batch_size: b.batch_size,
+            max_part_bytes: b.max_part_bytes,
             compression: b.compression,
             on_missing_file: b.on_missing_file,
             manifest: b.manifest.clone(),
@@ -280,6 +253,13 @@ impl Api {
         });
         if settings.batch_size == 0 {
             return Err(fail(400, "BAD_REQUEST", "batch_size must be at least 1"));
+        }
+        if settings.max_part_bytes == Some(0) {
+            return Err(fail(
+                400,
+                "BAD_REQUEST",
+                "max_part_bytes must be at least 1 (or left out for no cap)",
+            ));
         }
         if b.max_concurrency.is_some_and(|n| n < 1) {
             return Err(fail(400, "BAD_REQUEST", "max_concurrency must be at least 1 (or null for no cap)"));
@@ -291,7 +271,20 @@ impl Api {
             external_ref: b.external_ref.clone(),
         };
         check_about(&about)?;
-        let sources = self.check_sources(&b.sources, &[])?;
+        let (sources, expanded) = self.expand_sources(&b.sources, b.regex_filter.as_deref(), b.max_files)?;
+        let sources = self.check_sources(&sources, &[])?;
+        let out_dir = b.output_dir.as_deref().map(|d| self.check_output_dir(d)).transpose()?;
+        let id = crate::ids::new_id();
+        if b.dry_run {
+            let dir = out_dir.clone().unwrap_or_else(|| self.config.data_dir.join("parts").join(&id));
+            let mut r = self.dry_run(&sources, &settings, &dir);
+            if !expanded.is_empty() {
+                let mut v: Value = serde_json::from_str(&r.body).map_err(internal)?;
+                v["expanded"] = json!(expanded);
+                r.body = v.to_string();
+            }
+            return Ok(r);
+        }
         let key = req
             .headers()
             .iter()
@@ -310,9 +303,18 @@ impl Api {
             max_concurrency: b.max_concurrency,
             about,
             idempotency: key.map(|k| (k, crate::fsx::hex(&Sha256::digest(parsed.to_string().as_bytes())))),
-            ..NewJob::ingest(crate::ids::new_id(), &self.config.data_dir, None, sources, settings, trigger)
+            ..NewJob::ingest(id, &self.config.data_dir, out_dir.as_deref(), sources, settings, trigger)
         };
-        let (id, created) = self.store.write(move |tx| jobs::create(tx, &job)).map_err(store_error)?;
+        let (id, created) = self
+            .store
+            .write(move |tx| {
+                let (id, created) = jobs::create(tx, &job)?;
+                if created && !expanded.is_empty() {
+                    jobs::event(tx, Some(&id), "sources.expanded", json!({"globs": expanded}))?;
+                }
+                Ok((id, created))
+            })
+            .map_err(store_error)?;
         let view = serde_json::to_value(self.view(&id).map_err(internal)?).map_err(internal)?;
         let mut r = reply(if created { 201 } else { 200 }, view);
         r.headers.push(("Location", format!("/v1/jobs/{id}")));
@@ -336,7 +338,8 @@ impl Api {
             ))));
         }
         let existing = job.sources;
-        let sources = self.check_sources(&b.sources, &existing)?;
+        let (sources, _) = self.expand_sources(&b.sources, None, None)?;
+        let sources = self.check_sources(&sources, &existing)?;
         let id2 = id.to_owned();
         self.store
             .write(move |tx| jobs::add_sources(tx, &id2, &sources))
@@ -360,7 +363,7 @@ fn label_key_ok(k: &str) -> bool {
 
 /// Bounds on what a client may call a job: these are stored, listed and
 /// passed to every hook.
-fn check_about(a: &jobs::About) -> Result<(), Reply> {
+pub(super) fn check_about(a: &jobs::About) -> Result<(), Reply> {
     let long = |v: &Option<String>, max: usize| v.as_ref().is_some_and(|s| s.chars().count() > max);
     if long(&a.name, 200) || long(&a.external_ref, 200) {
         return Err(fail(400, "BAD_REQUEST", "name and external_ref: at most 200 characters"));

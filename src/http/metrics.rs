@@ -108,12 +108,7 @@ impl Api {
             }
             out
         };
-        Ok(Reply {
-            status: 200,
-            body: text,
-            content_type: "text/plain; version=0.0.4",
-            headers: Vec::new(),
-        })
+        Ok(Reply::text(200, text, "text/plain; version=0.0.4"))
     }
 }
 

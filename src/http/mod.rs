@@ -11,12 +11,16 @@
 mod auth;
 mod campaigns;
 mod clean;
+mod download;
+mod dry_run;
 mod jobs;
 mod metrics;
 mod queue;
 mod reply;
+mod retry;
 mod routes;
 mod schedules;
+mod sources;
 mod ui;
 
 use std::collections::BTreeMap;
@@ -116,12 +120,35 @@ impl Api {
     }
 
     fn send(&self, req: Request, r: Reply) {
-        let mut resp = Response::from_string(r.body).with_status_code(r.status);
-        resp.add_header(Header::from_bytes("Content-Type", r.content_type).expect("valid header"));
+        let mut headers = vec![Header::from_bytes("Content-Type", r.content_type).expect("valid header")];
         for (k, v) in r.headers {
-            resp.add_header(Header::from_bytes(k, v.as_bytes()).expect("valid header"));
+            headers.push(Header::from_bytes(k, v.as_bytes()).expect("valid header"));
         }
-        if let Err(e) = req.respond(resp) {
+        let sent = match r.file {
+            // tiny_http sends no body for HEAD, but keeps the Content-Length.
+            Some(mut f) => {
+                use std::io::Seek;
+                let reader = f.file.seek(std::io::SeekFrom::Start(f.offset)).map(|_| f.file.take(f.len));
+                match reader {
+                    // Never chunked: a download needs its Content-Length (progress, resuming).
+                    Ok(reader) => req.respond(
+                        Response::new(r.status.into(), headers, reader, Some(f.len as usize), None).with_chunked_threshold(usize::MAX),
+                    ),
+                    Err(e) => {
+                        tracing::error!("reading a part to send: {e}");
+                        req.respond(Response::from_string(r.body).with_status_code(500))
+                    }
+                }
+            }
+            None => {
+                let mut resp = Response::from_string(r.body).with_status_code(r.status);
+                for h in headers {
+                    resp.add_header(h);
+                }
+                req.respond(resp)
+            }
+        };
+        if let Err(e) = sent {
             tracing::debug!("client went away: {e}");
         }
     }
@@ -202,6 +229,7 @@ impl Api {
             Endpoint::ListJobs => self.list(&query),
             Endpoint::GetJob => self.get(p[0]),
             Endpoint::JobParts => self.parts(p[0]),
+            Endpoint::PartContent => self.part_content(req, p[0], p[1]),
             Endpoint::JobEvents => self.events(&query, Some(p[0])),
             Endpoint::JobHealth => self.health_of(p[0]),
             Endpoint::AddSources => self.add_sources(p[0], body),
@@ -214,6 +242,7 @@ impl Api {
                 }
                 Ok(r)
             }
+            Endpoint::RetryJob => self.retry(p[0], body),
             Endpoint::Events => self.events(&query, None),
             Endpoint::Schedules => self.schedules(),
             Endpoint::Schedule => self.schedule(p[0], &query),
@@ -224,6 +253,7 @@ impl Api {
             Endpoint::GetCampaign => self.campaign(p[0]),
             Endpoint::StopCampaign => self.campaign_state(p[0], true),
             Endpoint::ResumeCampaign => self.campaign_state(p[0], false),
+            Endpoint::RetryFailedChildren => self.retry_failed(p[0]),
             Endpoint::Queue => self.queue(),
             Endpoint::PauseQueue => self.set_queue(true, body),
             Endpoint::ResumeQueue => self.set_queue(false, body),

@@ -10,21 +10,37 @@ use serde_json::{json, Value};
 use super::Api;
 use crate::store::{Reject, StoreError};
 
-/// A response: status, JSON (or text) body, extra headers.
+/// A response: status, JSON (or text) body, extra headers; or, for a
+/// download, a range of a file streamed in place of the body.
 pub(super) struct Reply {
     pub(super) status: u16,
     pub(super) body: String,
     pub(super) content_type: &'static str,
     pub(super) headers: Vec<(&'static str, String)>,
+    pub(super) file: Option<FileBody>,
+}
+
+/// `len` bytes of `file` from `offset`, sent as the body.
+pub(super) struct FileBody {
+    pub(super) file: std::fs::File,
+    pub(super) offset: u64,
+    pub(super) len: u64,
+}
+
+impl Reply {
+    pub(super) fn text(status: u16, body: String, content_type: &'static str) -> Reply {
+        Reply {
+            status,
+            body,
+            content_type,
+            headers: Vec::new(),
+            file: None,
+        }
+    }
 }
 
 pub(super) fn reply(status: u16, body: Value) -> Reply {
-    Reply {
-        status,
-        body: body.to_string(),
-        content_type: "application/json",
-        headers: Vec::new(),
-    }
+    Reply::text(status, body.to_string(), "application/json")
 }
 
 pub(super) fn fail(status: u16, code: &str, message: impl Into<String>) -> Reply {

@@ -20,6 +20,7 @@ pub(super) fn ui_asset(path: &str) -> Reply {
         _ => return fail(404, "NOT_FOUND", "no such dashboard file; open /ui/"),
     };
     Reply {
+        file: None,
         status: 200,
         body: body.to_owned(),
         content_type,

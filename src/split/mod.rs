@@ -66,6 +66,10 @@ pub struct SplitOptions {
     pub source: PathBuf,
     pub out: PathBuf,
     pub batch_size: usize,
+    /// A part closes before its files would pass this many bytes (a single
+    /// larger file gets a part of its own).
+    #[serde(default)]
+    pub max_part_bytes: Option<u64>,
     pub manifest: String,
     pub file_column: Option<String>,
     pub compression: Compression,
@@ -81,6 +85,7 @@ impl SplitOptions {
             source: source.into(),
             out: out.into(),
             batch_size: DEFAULT_BATCH_SIZE,
+            max_part_bytes: None,
             manifest: DEFAULT_MANIFEST.into(),
             file_column: None,
             compression: Compression::Stored,
@@ -150,6 +155,9 @@ pub struct Summary {
     pub manifest: String,
     pub file_column: String,
     pub batch_size: usize,
+    pub max_part_bytes: Option<u64>,
+    /// Parts (by number) over `max_part_bytes`: each holds one file larger than the cap.
+    pub oversized_parts: Vec<usize>,
     pub dry_run: bool,
     pub rows: usize,
     pub skipped_rows: usize,
@@ -169,6 +177,9 @@ pub fn plan(opts: &SplitOptions) -> Result<(Source, Plan)> {
     if opts.batch_size == 0 {
         return Err(Error::InvalidArgument("--batch-size must be at least 1".into()));
     }
+    if opts.max_part_bytes == Some(0) {
+        return Err(Error::InvalidArgument("--max-part-bytes must be at least 1".into()));
+    }
     let manifest_name = opts.manifest.clone();
     let capture = move |name: &str| manifest::is_candidate(name, &manifest_name);
     let src = Source::open(&opts.source, &opts.limits, &capture, Some(&opts.out))?;
@@ -182,8 +193,10 @@ pub type Published = Vec<(usize, zipwrite::Written)>;
 /// A TAR.GZ with no parts from an earlier run is indexed and packed in one
 /// decoding pass; anything else is planned first (and a TAR.GZ with parts,
 /// so that they are verified and kept).
+/// Not with `max_part_bytes`: where a part ends then depends on the sizes of
+/// files the stream has not reached yet.
 fn one_pass(kind: SourceKind, opts: &SplitOptions, stem: &str) -> bool {
-    kind == SourceKind::TarGz && !has_parts(&opts.out, stem)
+    kind == SourceKind::TarGz && opts.max_part_bytes.is_none() && !has_parts(&opts.out, stem)
 }
 
 /// The daemon's PLAN: plans the source and, for a TAR.GZ with no parts in the
@@ -403,6 +416,8 @@ fn summary(opts: &SplitOptions, src: &Source, plan: &Plan, parts: Vec<PartSummar
         manifest: plan.manifest.display.clone(),
         file_column: plan.file_column.clone(),
         batch_size: opts.batch_size,
+        max_part_bytes: opts.max_part_bytes,
+        oversized_parts: plan.oversized.clone(),
         dry_run: opts.dry_run,
         rows: plan.rows,
         skipped_rows: plan.skipped.len(),

@@ -48,6 +48,8 @@ pub struct Plan {
     pub skipped: Vec<SkippedRow>,
     pub unreferenced: Vec<String>,
     pub parts: Vec<PartPlan>,
+    /// Parts (by number) over `max_part_bytes`: each is one file larger than the cap.
+    pub oversized: Vec<usize>,
 }
 
 impl Plan {
@@ -263,16 +265,20 @@ pub fn build(src: &Source, opts: &SplitOptions) -> Result<Plan> {
         .map(|(_, e)| e.name.clone())
         .collect();
 
-    let total_parts = kept.len().div_ceil(opts.batch_size);
+    let ranges = cut(&files_of, |e| src.entries[e as usize].size, opts.batch_size, opts.max_part_bytes);
+    let total_parts = ranges.len();
     let mut parts = Vec::with_capacity(total_parts);
-    for k in 0..total_parts {
+    let mut oversized = Vec::new();
+    for (k, range) in ranges.into_iter().enumerate() {
         let n = k + 1;
-        let range = k * opts.batch_size..((k + 1) * opts.batch_size).min(kept.len());
         let mut files: Vec<usize> = files_of[range.clone()].iter().map(|&e| e as usize).collect();
         files.sort_unstable();
         files.dedup();
         let part_manifest = manifest.part_bytes(kept[range.clone()].iter().map(|&r| &manifest.rows[r as usize]));
         let payload_bytes = files.iter().map(|&i| src.entries[i].size).sum();
+        if opts.max_part_bytes.is_some_and(|cap| payload_bytes > cap) {
+            oversized.push(n);
+        }
         let comment = fingerprint(&src.entries, &manifest, opts.compression, n, total_parts, &part_manifest, &files);
         parts.push(PartPlan {
             n,
@@ -295,7 +301,37 @@ pub fn build(src: &Source, opts: &SplitOptions) -> Result<Plan> {
         skipped,
         unreferenced,
         parts,
+        oversized,
     })
+}
+
+/// Cuts the kept rows (given as the entry each names) into consecutive parts:
+/// a part closes before it would pass `batch` rows or, with `max_bytes`,
+/// before its files (each counted once) would pass that many bytes. A file
+/// larger than `max_bytes` on its own gets a part of its own, never split.
+fn cut(files_of: &[u32], size: impl Fn(u32) -> u64, batch: usize, max_bytes: Option<u64>) -> Vec<std::ops::Range<usize>> {
+    let Some(cap) = max_bytes else {
+        return (0..files_of.len().div_ceil(batch))
+            .map(|k| k * batch..((k + 1) * batch).min(files_of.len()))
+            .collect();
+    };
+    let mut ranges = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    let mut in_part = std::collections::HashSet::new();
+    for (i, &e) in files_of.iter().enumerate() {
+        let add = if in_part.contains(&e) { 0 } else { size(e) };
+        if i > start && (i - start == batch || bytes.saturating_add(add) > cap) {
+            ranges.push(start..i);
+            (start, bytes) = (i, 0);
+            in_part.clear();
+        }
+        let add = if in_part.insert(e) { size(e) } else { 0 };
+        bytes = bytes.saturating_add(add);
+    }
+    if start < files_of.len() {
+        ranges.push(start..files_of.len());
+    }
+    ranges
 }
 
 pub fn fingerprint(

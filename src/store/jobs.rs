@@ -21,6 +21,9 @@ use crate::split::{Compression, OnMissing};
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub batch_size: usize,
+    /// A part closes before its files would pass this many bytes; None for no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_part_bytes: Option<u64>,
     pub compression: Compression,
     pub on_missing_file: OnMissing,
     pub manifest: String,
@@ -40,7 +43,7 @@ pub struct About {
 
 impl About {
     /// Reads `name, description, labels, external_ref` from column `first` on.
-    pub(super) fn from_row(r: &rusqlite::Row, first: usize) -> rusqlite::Result<About> {
+    pub fn from_row(r: &rusqlite::Row, first: usize) -> rusqlite::Result<About> {
         Ok(About {
             name: r.get(first)?,
             description: r.get(first + 1)?,
@@ -212,7 +215,7 @@ pub fn parent_expanded(tx: &Tx, job_id: &str, queued: i64, skipped: i64, next: O
 }
 
 /// PLAN per source, and a FINISH that waits for everything else.
-fn queue_tasks(tx: &Tx, job_id: &str) -> StoreResult<()> {
+pub(super) fn queue_tasks(tx: &Tx, job_id: &str) -> StoreResult<()> {
     let t = now();
     tx.execute(
         "INSERT INTO tasks (job_id, kind, source_n, state, created) SELECT job_id, 'PLAN', n, 'READY', ?2 FROM sources WHERE job_id = ?1 ORDER BY n",
@@ -347,6 +350,11 @@ pub fn task_done(tx: &Tx, task_id: i64, job_id: &str) -> StoreResult<()> {
             count(tx, &format!("task_seconds_sum:{kind}"), d)?;
         }
     }
+    release_finish(tx, job_id)
+}
+
+/// Makes the job's FINISH task READY once nothing else of the job is left to run.
+pub(super) fn release_finish(tx: &Tx, job_id: &str) -> StoreResult<()> {
     let open: i64 = tx.query_row(
         "SELECT COUNT(*) FROM tasks WHERE job_id = ?1 AND kind != 'FINISH' AND state IN ('READY', 'RUNNING', 'WAITING')",
         [job_id],
@@ -548,6 +556,17 @@ pub fn job_for_task(conn: &Connection, job_id: &str) -> StoreResult<Option<JobRo
         out_dir,
         about,
     }))
+}
+
+/// A job's status and, when it failed, its error code.
+pub fn status_and_code(conn: &Connection, job_id: &str) -> StoreResult<Option<(JobStatus, Option<String>)>> {
+    Ok(conn
+        .query_row(
+            "SELECT status, json_extract(error, '$.code') FROM jobs WHERE id = ?1",
+            [job_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
 }
 
 fn sources(conn: &Connection, job_id: &str) -> StoreResult<Vec<String>> {

@@ -13,7 +13,9 @@ pub mod model;
 pub mod parts;
 pub mod queue;
 pub mod retention;
+pub mod retry;
 pub mod views;
+pub mod watch_files;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -33,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/005_campaign.sql"),
     include_str!("../../migrations/006_retention.sql"),
     include_str!("../../migrations/007_queue.sql"),
+    include_str!("../../migrations/008_retry.sql"),
 ];
 /// The version `schema.sql` creates: the last migration's.
 pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;

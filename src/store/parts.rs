@@ -24,8 +24,18 @@ pub struct PartRow {
     pub comment: String,
 }
 
-/// The outcome of PLAN for one source: its parts and the PACK tasks that make them.
-pub fn planned(tx: &Tx, task: &Task, parts: &[PartRow], one_task_per_part: bool, rows: i64, skipped: &[(u64, String)]) -> StoreResult<()> {
+/// The outcome of PLAN for one source: its parts and the PACK tasks that
+/// make them. `oversized` are parts over the job's `max_part_bytes` (each one
+/// file larger than the cap), said in the `source.planned` event.
+pub fn planned(
+    tx: &Tx,
+    task: &Task,
+    parts: &[PartRow],
+    one_task_per_part: bool,
+    rows: i64,
+    skipped: &[(u64, String)],
+    oversized: &[usize],
+) -> StoreResult<()> {
     let t = now();
     let source_n = task.source_n.expect("PLAN has a source");
     // A PLAN run again (after a crash) replaces the PACK tasks it queued before.
@@ -85,7 +95,7 @@ pub fn planned(tx: &Tx, task: &Task, parts: &[PartRow], one_task_per_part: bool,
             tx,
             Some(&task.job_id),
             "source.planned",
-            json!({"source": source_n, "rows": rows, "parts": parts.len(), "skipped_rows": skipped.len()}),
+            json!({"source": source_n, "rows": rows, "parts": parts.len(), "skipped_rows": skipped.len(), "oversized_parts": oversized}),
         )?;
     }
     task_done(tx, task.id, &task.job_id)?;

@@ -58,6 +58,12 @@ pub struct JobFacts {
     pub priority: i64,
     pub max_concurrency: Option<i64>,
     pub about: super::jobs::About,
+    /// Times the job was run again as itself after it failed or was cancelled.
+    pub retries: i64,
+    /// The job a retry with `new_job` runs again.
+    pub retry_of: Option<String>,
+    /// For a job from a watched inbox: the file, and where it went.
+    pub watched_file: Option<super::watch_files::WatchedFile>,
     pub sources: Vec<String>,
     /// Rows done within the last [`RATE_WINDOW`].
     pub recent_rows: Option<i64>,
@@ -79,7 +85,7 @@ pub fn job_facts(conn: &Connection, job_id: &str) -> StoreResult<Option<JobFacts
                     skipped_rows, last_progress, campaign_id, parent_job_id, start_position, next_start_position, priority, error_events,
                     (SELECT json_group_array(path) FROM (SELECT path FROM sources WHERE job_id = ?1 ORDER BY n)),
                     (SELECT SUM(rows) FROM parts WHERE job_id = ?1 AND state = 'DONE' AND finished >= ?2), max_concurrency,
-                    name, description, labels, external_ref
+                    name, description, labels, external_ref, retries, retry_of
              FROM jobs WHERE id = ?1",
         )?
         .query_row(params![job_id, t - RATE_WINDOW], |r: &Row| {
@@ -109,6 +115,9 @@ pub fn job_facts(conn: &Connection, job_id: &str) -> StoreResult<Option<JobFacts
                     priority: r.get(19)?,
                     max_concurrency: r.get(23)?,
                     about: super::jobs::About::from_row(r, 24)?,
+                    retries: r.get(28)?,
+                    retry_of: r.get(29)?,
+                    watched_file: None,
                     sources: serde_json::from_str(&r.get::<_, String>(21)?).unwrap_or_default(),
                     recent_rows: r.get(22)?,
                     tasks: BTreeMap::new(),
@@ -121,6 +130,9 @@ pub fn job_facts(conn: &Connection, job_id: &str) -> StoreResult<Option<JobFacts
         })
         .optional()?;
     let Some((mut j, error_events)) = row else { return Ok(None) };
+    if j.trigger == "watch" {
+        j.watched_file = super::watch_files::for_job(conn, job_id)?;
+    }
     {
         let mut st = conn.prepare_cached("SELECT kind, state, COUNT(*), SUM(error IS NOT NULL AND state IN ('READY', 'RUNNING')) FROM tasks WHERE job_id = ?1 GROUP BY kind, state")?;
         let rows = st.query_map([job_id], |r| {
@@ -247,27 +259,35 @@ pub struct PartView {
     pub finished: Option<String>,
 }
 
+const PART_COLUMNS: &str = "source_n, n, path, rows, first_line, last_line, files, bytes, sha256, state, finished";
+
+fn part_view(r: &Row) -> rusqlite::Result<PartView> {
+    Ok(PartView {
+        source: r.get(0)?,
+        n: r.get(1)?,
+        path: r.get(2)?,
+        rows: r.get(3)?,
+        lines: [r.get(4)?, r.get(5)?],
+        files: r.get(6)?,
+        bytes: r.get(7)?,
+        sha256: r.get(8)?,
+        state: r.get(9)?,
+        finished: r.get::<_, Option<f64>>(10)?.map(rfc3339),
+    })
+}
+
 pub fn parts(conn: &Connection, job_id: &str) -> StoreResult<Vec<PartView>> {
-    let mut st = conn.prepare_cached(
-        "SELECT source_n, n, path, rows, first_line, last_line, files, bytes, sha256, state, finished FROM parts WHERE job_id = ?1 ORDER BY source_n, n",
-    )?;
-    let v = st
-        .query_map([job_id], |r| {
-            Ok(PartView {
-                source: r.get(0)?,
-                n: r.get(1)?,
-                path: r.get(2)?,
-                rows: r.get(3)?,
-                lines: [r.get(4)?, r.get(5)?],
-                files: r.get(6)?,
-                bytes: r.get(7)?,
-                sha256: r.get(8)?,
-                state: r.get(9)?,
-                finished: r.get::<_, Option<f64>>(10)?.map(rfc3339),
-            })
-        })?
-        .collect::<Result<_, _>>();
+    let mut st = conn.prepare_cached(&format!("SELECT {PART_COLUMNS} FROM parts WHERE job_id = ?1 ORDER BY source_n, n"))?;
+    let v = st.query_map([job_id], part_view)?.collect::<Result<_, _>>();
     Ok(v?)
+}
+
+/// Part `n` of source `source` of a job.
+pub fn part(conn: &Connection, job_id: &str, source: i64, n: i64) -> StoreResult<Option<PartView>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {PART_COLUMNS} FROM parts WHERE job_id = ?1 AND source_n = ?2 AND n = ?3"
+    ))?;
+    Ok(st.query_row(params![job_id, source, n], part_view).optional()?)
 }
 
 pub fn events(conn: &Connection, after: i64, limit: i64) -> StoreResult<Vec<Value>> {

@@ -110,6 +110,7 @@ struct Candidate {
 fn candidates(s: &Schedule) -> anyhow::Result<Vec<Candidate>> {
     let dir =
         std::fs::canonicalize(&s.dir).with_context(|| format!("reading schedule directory {}; create it or fix `dir`", s.dir.display()))?;
+    let selection = crate::glob::Selection::new(s.regex_filter.as_deref(), None).map_err(|e| anyhow::anyhow!("regex_filter: {e}"))?;
     let mut out = Vec::new();
     for item in std::fs::read_dir(&dir)
         .with_context(|| format!("listing {}", dir.display()))?
@@ -120,6 +121,9 @@ fn candidates(s: &Schedule) -> anyhow::Result<Vec<Candidate>> {
             continue;
         }
         let path = item.path();
+        if !selection.admits(&path) {
+            continue;
+        }
         let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
         // Still being written: left for the next fire.
         if !meta.file_type().is_file() || !super::watch::looks_complete(&path, meta.len()) {
@@ -258,9 +262,9 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
     let listed = candidates(s);
     let error = listed.as_ref().err().map(|e| format!("{e:#}"));
     let files = listed.unwrap_or_default();
-    let settings = config.defaults.settings(s.batch_size, s.file_column.as_ref());
+    let settings = config.defaults.settings(s.batch_size, s.max_part_bytes, s.file_column.as_ref());
     let name = s.name.clone();
-    let (data_dir, output_dir, priority) = (config.data_dir.clone(), s.output_dir.clone(), s.priority);
+    let (data_dir, output_dir, priority, max_files) = (config.data_dir.clone(), s.output_dir.clone(), s.priority, s.max_files);
     Ok(store.write(move |tx| {
         let taken = tx.execute(
             "INSERT INTO schedule_fires (schedule, scheduled_at, manual, fired_at, result, late) VALUES (?1, ?2, ?3, ?4, 'EMPTY', ?5)
@@ -304,6 +308,8 @@ fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, lat
             new.push(c);
         }
         drop(seen);
+        // The first max_files new files by name; the rest wait for the next fire.
+        new.truncate(max_files.unwrap_or(usize::MAX));
         fired.files = new.len();
         if new.is_empty() {
             fired.result = "EMPTY".into();

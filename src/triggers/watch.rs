@@ -32,11 +32,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use r2d2_sqlite::rusqlite::{params, OptionalExtension};
 use serde_json::json;
 
 use crate::config::{Config, Duplicates, OnSuccess, Watch};
-use crate::store::jobs::{self, NewJob};
+use crate::store::jobs::NewJob;
+use crate::store::model::JobStatus;
+use crate::store::watch_files::{self, Disposition, Taken};
 use crate::store::Store;
 
 const SCAN_EVERY: Duration = Duration::from_millis(500);
@@ -82,6 +83,8 @@ pub struct Watcher {
     store: Store,
     config: Arc<Config>,
     watches: Vec<Watch>,
+    /// Each watch's `regex_filter` and `max_files`, by watch name.
+    selections: HashMap<String, crate::glob::Selection>,
 }
 
 /// processing, done, failed, duplicates: all under `DIR/.batchd/`.
@@ -93,16 +96,6 @@ fn dirs(w: &Watch) -> [PathBuf; 4] {
         meta.join("failed"),
         meta.join("duplicates"),
     ]
-}
-
-/// What step 3 of a claim did.
-enum Queued {
-    Job,
-    /// The same content was taken before, by this job from this file name.
-    Duplicate {
-        job_id: String,
-        name: String,
-    },
 }
 
 impl Watcher {
@@ -121,7 +114,16 @@ impl Watcher {
                 dirs(w)[0].display()
             );
         }
-        let watcher = Watcher { store, config, watches };
+        let selections = watches
+            .iter()
+            .map(|w| Ok((w.name.clone(), w.selection()?)))
+            .collect::<anyhow::Result<_>>()?;
+        let watcher = Watcher {
+            store,
+            config,
+            watches,
+            selections,
+        };
         watcher.recover()?;
         Ok(watcher)
     }
@@ -152,19 +154,30 @@ impl Watcher {
                     Err(e) => tracing::error!("finishing watched files: {e:#}"),
                 }
             }
-            let idle = seen.is_empty() && reported.is_empty();
+            // A job's end is a database write, not a filesystem event: while a
+            // taken file's job runs, look often, so the file moves on soon after.
+            let waiting_for_jobs = self.store.read(watch_files::any_in_progress).unwrap_or(true);
+            let idle = seen.is_empty() && reported.is_empty() && !waiting_for_jobs;
             stop.sleep(if idle && hint.active() { SCAN_IDLE_WITH_EVENTS } else { SCAN_EVERY });
         }
     }
 
     fn scan(&self, w: &Watch, seen: &mut HashMap<PathBuf, Seen>, reported: &mut HashSet<PathBuf>) -> anyhow::Result<()> {
         let mut present = HashSet::new();
-        for item in fs::read_dir(&w.dir)?.flatten() {
+        let selection = &self.selections[&w.name];
+        let mut items: Vec<fs::DirEntry> = fs::read_dir(&w.dir)?.flatten().collect();
+        // By name, so max_files takes the first files by name.
+        items.sort_by_key(|i| i.file_name());
+        let mut claimed = 0;
+        for item in items {
             let name = item.file_name().to_string_lossy().into_owned();
             if is_temp_name(&name) {
                 continue;
             }
             let path = item.path();
+            if !selection.admits(&path) {
+                continue;
+            }
             let Ok(meta) = fs::symlink_metadata(&path) else { continue };
             let is_source_dir = w.directories && meta.is_dir() && glob_match(&w.directory_pattern, &name);
             if !is_source_dir && !glob_match(&w.pattern, &name) {
@@ -224,8 +237,12 @@ impl Watcher {
                     continue;
                 }
             }
+            if selection.max_files.is_some_and(|n| claimed >= n) {
+                continue; // the next scan takes it
+            }
             seen.remove(&path);
             self.claim(w, &name, meta.len(), meta.ino())?;
+            claimed += 1;
             if w.marker {
                 let _ = fs::remove_file(&marker);
             }
@@ -239,13 +256,9 @@ impl Watcher {
         let id = crate::ids::new_id();
         let processing = dirs(w)[0].join(&id).join(name);
         let (watch, n, p) = (w.name.clone(), name.to_owned(), processing.to_string_lossy().into_owned());
-        let row: i64 = self.store.write(move |tx| {
-            tx.execute(
-                "INSERT INTO watch_files (watch, name, size, inode, state, processing_path, detected) VALUES (?1, ?2, ?3, ?4, 'CLAIMING', ?5, ?6)",
-                params![watch, n, size as i64, inode as i64, p, crate::clock::now()],
-            )?;
-            Ok(tx.last_insert_rowid())
-        })?;
+        let row = self
+            .store
+            .write(move |tx| watch_files::record_claim(tx, &watch, &n, size, inode, &p))?;
         crate::failpoint::hit("watch.claim.recorded");
         fs::create_dir_all(processing.parent().expect("has a parent"))?;
         fs::rename(w.dir.join(name), &processing).with_context(|| format!("claiming {}", w.dir.join(name).display()))?;
@@ -257,9 +270,9 @@ impl Watcher {
         Ok(())
     }
 
-    /// Step 3 of a claim: the job, and the row marked QUEUED, in one
-    /// transaction; or, for content taken before, the row marked DUPLICATE and
-    /// the file moved to `duplicates/` (per `w.duplicates`).
+    /// Step 3 of a claim: the job and the row QUEUED in one transaction; or,
+    /// for content taken before, the row DONE as a duplicate and the file
+    /// moved to `duplicates/` (per `w.duplicates`).
     fn queue(&self, w: &Watch, row: i64, id: &str, processing: &Path) -> anyhow::Result<()> {
         let sha = content_hash(processing)?;
         let job = NewJob {
@@ -269,81 +282,42 @@ impl Watcher {
                 &self.config.data_dir,
                 w.output_dir.as_deref(),
                 vec![processing.to_string_lossy().into_owned()],
-                self.config.defaults.settings(w.batch_size, w.file_column.as_ref()),
+                self.config
+                    .defaults
+                    .settings(w.batch_size, w.max_part_bytes, w.file_column.as_ref()),
                 "watch",
             )
         };
         let (watch, skip, sha2) = (w.name.clone(), w.duplicates == Duplicates::Skip, sha.clone());
-        let outcome = self.store.write(move |tx| {
-            // Checked in the transaction that records this file's hash, so two
-            // copies claimed back to back cannot both pass.
-            // A job pruned by retention leaves its row with job_id NULL and its outcome.
-            let earlier: Option<(String, String)> = tx
-                .query_row(
-                    "SELECT COALESCE(f.job_id, '(pruned)'), f.name FROM watch_files f LEFT JOIN jobs j ON j.id = f.job_id
-                     WHERE f.watch = ?1 AND f.sha256 = ?2 AND f.id != ?3
-                     AND ((j.id IS NOT NULL AND j.status NOT IN ('FAILED', 'CANCELLED')) OR (f.job_id IS NULL AND f.outcome = 'COMPLETED'))
-                     ORDER BY f.id LIMIT 1",
-                    params![watch, sha2, row],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            if let (true, Some((job_id, name))) = (skip, &earlier) {
-                tx.execute(
-                    "UPDATE watch_files SET state = 'DONE', sha256 = ?2, outcome = 'DUPLICATE', finished = ?3 WHERE id = ?1",
-                    params![row, sha2, crate::clock::now()],
-                )?;
-                jobs::event(
-                    tx,
-                    Some(job_id),
-                    "watch.duplicate",
-                    json!({"watch": watch, "source": job.sources[0], "sha256": sha2, "skipped": true}),
-                )?;
-                return Ok(Queued::Duplicate {
-                    job_id: job_id.clone(),
-                    name: name.clone(),
-                });
-            }
-            jobs::create(tx, &job)?;
-            tx.execute(
-                "UPDATE watch_files SET state = 'QUEUED', job_id = ?2, sha256 = ?3 WHERE id = ?1",
-                params![row, job.id, sha2],
-            )?;
-            jobs::event(
-                tx,
-                Some(&job.id),
-                "watch.claimed",
-                json!({"watch": watch, "source": job.sources[0], "sha256": sha2, "same_content_as": earlier.map(|(j, _)| j)}),
-            )?;
-            Ok(Queued::Job)
-        })?;
-        match outcome {
-            Queued::Job => tracing::info!(watch = %w.name, job = id, "queued {}", processing.display()),
-            Queued::Duplicate { job_id, name } => {
-                let file = processing.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                let dst = move_unique(processing, &dirs(w)[3].join(&file))?;
+        let taken = self.store.write(move |tx| watch_files::take(tx, row, &watch, &sha2, skip, &job))?;
+        match taken {
+            Taken::Job => tracing::info!(watch = %w.name, job = id, "queued {}", processing.display()),
+            Taken::Duplicate { job_id, name } => {
+                let dst = self.move_duplicate(w, processing)?;
                 let report = json!({"sha256": sha, "duplicate_of": {"job_id": job_id, "name": name},
                     "hint": "the same content was taken before; set duplicates = \"ingest\" on this watch to ingest it again"});
                 write_report(&dst, ".duplicate.json", &report)?;
-                let _ = fs::remove_dir(processing.parent().expect("has a parent"));
-                tracing::warn!(watch = %w.name, "{file} has the same content as {name} (job {job_id}); moved to {}", dst.display());
+                tracing::warn!(watch = %w.name, "{} has the same content as {name} (job {job_id}); moved to {}", processing.display(), dst.display());
             }
         }
         Ok(())
     }
 
+    /// Moves a skipped duplicate from `processing/` to `duplicates/` and records where.
+    fn move_duplicate(&self, w: &Watch, processing: &Path) -> anyhow::Result<PathBuf> {
+        let file = processing.file_name().unwrap_or_default().to_owned();
+        let dst = move_unique(processing, &dirs(w)[3].join(file))?;
+        let _ = fs::remove_dir(processing.parent().expect("has a parent"));
+        let (from, to) = (processing.to_string_lossy().into_owned(), dst.to_string_lossy().into_owned());
+        self.store.write(move |tx| watch_files::duplicate_moved(tx, &from, &to))?;
+        Ok(dst)
+    }
+
     /// Resolves claims a crash interrupted.
     fn recover(&self) -> anyhow::Result<()> {
-        let rows: Vec<(i64, String, String, String)> = self.store.read(|c| {
-            let mut st = c.prepare("SELECT id, watch, name, processing_path FROM watch_files WHERE state = 'CLAIMING'")?;
-            let v = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<Result<_, _>>();
-            Ok(v?)
-        })?;
-        for (row, watch, name, processing) in rows {
-            let processing = PathBuf::from(processing);
-            let Some(w) = self.watches.iter().find(|w| w.name == watch) else {
+        for c in self.store.read(watch_files::claiming)? {
+            let processing = PathBuf::from(&c.processing);
+            let Some(w) = self.watches.iter().find(|w| w.name == c.watch) else {
                 continue;
             };
             if processing.exists() {
@@ -352,80 +326,81 @@ impl Watcher {
                     .and_then(|p| p.file_name())
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                tracing::info!(watch, "recovery: finishing the claim of {name}");
-                self.queue(w, row, &id, &processing)?;
+                tracing::info!(watch = c.watch, "recovery: finishing the claim of {}", c.name);
+                self.queue(w, c.row, &id, &processing)?;
             } else {
                 // Not moved yet: the file is still in the inbox and is detected again.
-                self.store
-                    .write(move |tx| Ok(tx.execute("DELETE FROM watch_files WHERE id = ?1", [row]).map(|_| ())?))?;
+                self.store.write(move |tx| watch_files::forget(tx, c.row))?;
             }
         }
         // A duplicate recorded but not yet moved out of processing/.
-        let dups: Vec<(String, String)> = self.store.read(|c| {
-            let mut st = c.prepare("SELECT watch, processing_path FROM watch_files WHERE outcome = 'DUPLICATE'")?;
-            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>();
-            Ok(v?)
-        })?;
-        for (watch, processing) in dups {
+        for (watch, processing) in self.store.read(watch_files::duplicates)? {
             let processing = PathBuf::from(processing);
             if let (Some(w), true) = (self.watches.iter().find(|w| w.name == watch), processing.exists()) {
-                let file = processing.file_name().unwrap_or_default().to_owned();
-                move_unique(&processing, &dirs(w)[3].join(file))?;
-                let _ = fs::remove_dir(processing.parent().expect("has a parent"));
+                self.move_duplicate(w, &processing)?;
             }
         }
         Ok(())
     }
 
-    /// Moves the sources of ended jobs out of `processing/`.
+    /// Moves the sources of ended jobs out of `processing/` (or, for a retried
+    /// job, out of `failed/`), and records where each went.
     fn finalize(&self) -> anyhow::Result<()> {
-        let ended: Vec<(i64, String, String, String, String, Option<String>)> = self.store.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT f.id, f.watch, f.name, f.processing_path, j.status, j.error FROM watch_files f JOIN jobs j ON j.id = f.job_id
-                 WHERE f.state = 'QUEUED' AND j.status IN ('COMPLETED', 'FAILED', 'CANCELLED')",
-            )?;
-            let v = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
-                .collect::<Result<_, _>>();
-            Ok(v?)
-        })?;
-        for (row, watch, name, processing, status, error) in ended {
-            let Some(w) = self.watches.iter().find(|w| w.name == watch) else {
+        for f in self.store.read(watch_files::ended)? {
+            let Some(w) = self.watches.iter().find(|w| w.name == f.watch) else {
                 continue;
             };
-            let processing = PathBuf::from(processing);
-            let [_, done, failed, _] = dirs(w);
-            if !processing.exists() {
-                // Moved before a crash; only the row is left to update.
-            } else if status == "COMPLETED" {
+            let from = PathBuf::from(&f.path);
+            let [processing_dir, done, failed, _] = dirs(w);
+            let was_failed = from.starts_with(&failed);
+            let went = if !from.exists() {
+                // Moved (or deleted) before a crash; only the row is left to
+                // update, with where the file would have gone under its name.
+                let (d, dir) = if f.status == JobStatus::Completed {
+                    (Disposition::Done, &done)
+                } else {
+                    (Disposition::Failed, &failed)
+                };
+                let guess = dir.join(&f.name);
+                if guess.exists() {
+                    (d, Some(guess))
+                } else {
+                    (Disposition::Deleted, None)
+                }
+            } else if f.status == JobStatus::Completed {
                 match w.on_success {
-                    OnSuccess::Move => {
-                        move_unique(&processing, &done.join(&name))?;
-                    }
-                    OnSuccess::Delete if processing.is_dir() => {
-                        fs::remove_dir_all(&processing).with_context(|| format!("deleting {}", processing.display()))?;
+                    OnSuccess::Move => (Disposition::Done, Some(move_unique(&from, &done.join(&f.name))?)),
+                    OnSuccess::Delete if from.is_dir() => {
+                        fs::remove_dir_all(&from).with_context(|| format!("deleting {}", from.display()))?;
+                        (Disposition::Deleted, None)
                     }
                     OnSuccess::Delete => {
-                        let _ = fs::remove_file(&processing);
+                        let _ = fs::remove_file(&from);
+                        (Disposition::Deleted, None)
                     }
-                    OnSuccess::Keep => {}
+                    OnSuccess::Keep => (Disposition::Kept, Some(from.clone())),
                 }
+            } else if was_failed {
+                (Disposition::Failed, Some(from.clone()))
             } else {
-                let dst = move_unique(&processing, &failed.join(&name))?;
-                let body = json!({"status": status, "error": error.and_then(|e| serde_json::from_str::<serde_json::Value>(&e).ok())});
-                write_report(&dst, ".error.json", &body)?;
-            }
+                let dst = move_unique(&from, &failed.join(&f.name))?;
+                let error = f.error.as_deref().and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok());
+                write_report(&dst, ".error.json", &json!({"status": f.status, "error": error}))?;
+                (Disposition::Failed, Some(dst))
+            };
             crate::failpoint::hit("watch.finalize.moved");
-            if w.on_success != OnSuccess::Keep || status != "COMPLETED" {
-                let _ = fs::remove_dir(processing.parent().expect("has a parent"));
+            if was_failed && went.0 != Disposition::Failed {
+                // A retry succeeded: the old failure report goes with the file's failure.
+                let mut report = from.clone().into_os_string();
+                report.push(".error.json");
+                let _ = fs::remove_file(report);
             }
-            self.store.write(move |tx| {
-                tx.execute(
-                    "UPDATE watch_files SET state = 'DONE', finished = ?2, outcome = ?3 WHERE id = ?1",
-                    params![row, crate::clock::now(), status],
-                )?;
-                Ok(())
-            })?;
+            if from.starts_with(&processing_dir) && went.0 != Disposition::Kept {
+                let _ = fs::remove_dir(from.parent().expect("has a parent"));
+            }
+            let (disposition, path) = (went.0, went.1.map(|p| p.to_string_lossy().into_owned()));
+            self.store
+                .write(move |tx| watch_files::finished(tx, &f, disposition, path.as_deref()))?;
         }
         Ok(())
     }

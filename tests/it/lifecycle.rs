@@ -421,6 +421,7 @@ impl Driver {
                     sources: (1..=sources).map(|n| format!("/in/{id}-{n}.zip")).collect(),
                     settings: Settings {
                         batch_size: ROWS_PER_PART as usize,
+                        max_part_bytes: None,
                         compression: Compression::Stored,
                         on_missing_file: OnMissing::Fail,
                         manifest: "manifest.csv".into(),
@@ -548,7 +549,7 @@ impl Driver {
                         comment: String::new(),
                     })
                     .collect();
-                self.write(move |tx| parts::planned(tx, &t, &rows, true, parts * ROWS_PER_PART, &[]))?;
+                self.write(move |tx| parts::planned(tx, &t, &rows, true, parts * ROWS_PER_PART, &[], &[]))?;
                 self.model.planned(&task);
             }
             "PACK" => {

@@ -56,6 +56,9 @@ fn responses_match_openapi() {
             batch_size: None,
             file_column: None,
             priority: 0,
+            max_part_bytes: None,
+            regex_filter: None,
+            max_files: None,
         }];
     });
     let (good, skip, evil) = (d.stage(&good), d.stage(&skip), d.stage(&evil));

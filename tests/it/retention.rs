@@ -42,6 +42,9 @@ fn finished_jobs_are_pruned_and_files_are_still_taken_once() {
             batch_size: None,
             file_column: None,
             priority: 0,
+            max_part_bytes: None,
+            regex_filter: None,
+            max_files: None,
         }];
     });
     let api_job = d.create(&json!({"sources": [d.stage(&zip)], "batch_size": 2}));

@@ -32,6 +32,9 @@ fn schedule(dir: &Path, cron: &str, tz: &str, misfire: Misfire) -> Schedule {
         batch_size: Some(2),
         file_column: None,
         priority: 0,
+        max_part_bytes: None,
+        regex_filter: None,
+        max_files: None,
     }
 }
 
@@ -343,4 +346,38 @@ fn the_daemon_fires_after_the_gap_on_a_spring_forward_night() {
     assert_eq!(state(&d)["next_fire"], "2026-03-08T07:00:00.000Z"); // 03:00 EDT
     clock.set(utc("2026-03-08T07:00:01Z"));
     assert_eq!(wait_fires(&d, 1), vec![fire("2026-03-08T07:00:00.000Z", "QUEUED", 1, false)]);
+}
+
+/// `regex_filter` and `max_files` on a schedule: each fire takes the first N
+/// new files by name that the expression admits; the rest wait for the next.
+#[test]
+fn a_fire_takes_at_most_max_files_through_regex_filter() {
+    let env = Env::new();
+    let dir = exports(&env, &["e.zip", "c.zip", "a.zip", "skip-b.zip", "d.zip"]);
+    let d = Daemon::with(|c| {
+        c.schedule = vec![Schedule {
+            regex_filter: Some("/[a-e]\\.zip$".into()),
+            max_files: Some(2),
+            batch_size: Some(2),
+            ..Schedule::new("nightly", "0 2 * * *", dir.clone())
+        }]
+    });
+    let mut taken = Vec::new();
+    for want in [2, 2, 0] {
+        let r = d.post("/v1/schedules/nightly/run", &serde_json::json!({}));
+        assert_eq!(r.json["files"], want, "{}", r.text);
+        if let Some(id) = r.json["job_id"].as_str() {
+            let job = d.wait_job(id, Duration::from_secs(30));
+            taken.extend(
+                job["sources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_str().unwrap().rsplit('/').next().unwrap().to_owned()),
+            );
+        }
+    }
+    assert_eq!(taken, ["a.zip", "c.zip", "d.zip", "e.zip"]);
+    let bad = batchd::config::Config::parse("[[schedule]]\nname = \"x\"\ncron = \"0 2 * * *\"\ndir = \"/tmp\"\nregex_filter = \"(\"\n");
+    assert!(format!("{:#}", bad.unwrap_err()).contains("regex_filter"));
 }

@@ -523,3 +523,68 @@ fn copy_tree(from: &Path, to: &Path) {
     let status = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
     assert!(status.success());
 }
+
+/// A watched file's job records where the file went; a failed one, fixed in
+/// `failed/` and retried, moves on to `done/` and loses its error report.
+/// `regex_filter` and `max_files` narrow what a watch takes.
+#[test]
+fn a_watched_files_job_records_where_it_went() {
+    let env = Env::new();
+    let dir = env.path("inbox");
+    let d = Daemon::with(|c| {
+        c.watch = vec![Watch {
+            regex_filter: Some("/(good|bad|late).*\\.zip$".into()),
+            max_files: Some(1),
+            ..watch(&dir, 0.2)
+        }]
+    });
+    let good = small_zip(&env, "good.zip", 3);
+    let mut broken = numbered(3, 40);
+    broken.retain(|e| e.name != "f2.bin");
+    let bad = env.archive("zip", "bad.zip", &broken);
+    std::fs::copy(&good, dir.join("good.zip")).unwrap();
+    std::fs::copy(&bad, dir.join("bad.zip")).unwrap();
+    std::fs::copy(&good, dir.join("other.zip")).unwrap();
+    assert!(wait_for(|| ended(&d, 2), Duration::from_secs(20)), "{:?}", jobs(&d));
+    // other.zip does not pass regex_filter: left where it is.
+    assert_eq!(inbox(&dir), ["other.zip"]);
+    let find = |name: &str| -> Value {
+        let mut v = Value::Null;
+        assert!(wait_for(
+            || {
+                v = jobs(&d).into_iter().find(|j| j["watched_file"]["name"] == name).unwrap_or_default();
+                !v["watched_file"]["disposition"].is_null()
+            },
+            Duration::from_secs(5)
+        ));
+        v
+    };
+    let (g, b) = (find("good.zip"), find("bad.zip"));
+    let done = dir.join(".batchd/done/good.zip");
+    assert_eq!(g["watched_file"]["disposition"], "done", "{g}");
+    assert_eq!(g["watched_file"]["path"], done.to_str().unwrap());
+    assert_eq!(g["sources"][0], done.to_str().unwrap());
+    let failed = dir.join(".batchd/failed/bad.zip");
+    assert_eq!(
+        (b["status"].as_str(), b["watched_file"]["disposition"].as_str()),
+        (Some("FAILED"), Some("failed")),
+        "{b}"
+    );
+    assert_eq!(b["sources"][0], failed.to_str().unwrap());
+    let report = dir.join(".batchd/failed/bad.zip.error.json");
+    assert!(report.exists());
+
+    std::fs::copy(&good, &failed).unwrap();
+    let id = b["id"].as_str().unwrap();
+    assert_eq!(d.post(&format!("/v1/jobs/{id}/retry"), &serde_json::json!({})).status, 200);
+    assert_eq!(d.wait_job(id, Duration::from_secs(30))["status"], "COMPLETED");
+    let moved = dir.join(".batchd/done/bad.zip");
+    assert!(wait_for(|| moved.exists(), Duration::from_secs(5)));
+    assert!(!failed.exists() && !report.exists());
+    let b = d.get(&format!("/v1/jobs/{id}")).json;
+    assert_eq!(
+        (b["watched_file"]["disposition"].as_str(), b["sources"][0].as_str()),
+        (Some("done"), moved.to_str()),
+        "{b}"
+    );
+}
