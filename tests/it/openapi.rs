@@ -149,6 +149,45 @@ fn responses_match_openapi() {
     let failed = d.create(&json!({"sources": [evil]}));
     d.wait_job(&failed, Duration::from_secs(20));
     rec.add("GET", "/v1/jobs/x", d.get(&format!("/v1/jobs/{failed}")));
+    rec.add(
+        "POST",
+        "/v1/jobs/x/retry",
+        d.post(&format!("/v1/jobs/{failed}/retry"), &json!({"new_job": true})),
+    );
+    rec.add("POST", "/v1/jobs/x/retry", d.post(&format!("/v1/jobs/{failed}/retry"), &json!({})));
+    rec.add("POST", "/v1/jobs/x/retry", d.post(&format!("/v1/jobs/{id}/retry"), &json!({})));
+    rec.add("POST", "/v1/jobs/x/retry", d.post("/v1/jobs/nope/retry", &json!({})));
+    rec.add(
+        "POST",
+        "/v1/jobs/x/retry",
+        d.post(&format!("/v1/jobs/{failed}/retry"), &json!({"new_job": 1})),
+    );
+    let content = format!("/v1/jobs/{id}/parts/1/content");
+    rec.add("GET", &content, d.get(&content));
+    rec.add("GET", &content, http(a, Some(&t), "GET", &content, None, &[("Range", "bytes=0-9")]));
+    rec.add(
+        "GET",
+        &content,
+        http(a, Some(&t), "GET", &content, None, &[("Range", "bytes=99999999-")]),
+    );
+    rec.add("GET", &content, d.get(&format!("/v1/jobs/{id}/parts/99/content")));
+    rec.add("GET", &content, d.get(&format!("/v1/jobs/{id}/parts/x/content")));
+    rec.add("HEAD", &content, http(a, Some(&t), "HEAD", &content, None, &[]));
+    rec.add(
+        "POST",
+        "/v1/jobs",
+        d.post("/v1/jobs", &json!({"sources": [skip, good], "dry_run": true})),
+    );
+    rec.add(
+        "POST",
+        "/v1/campaigns/x/retry-failed",
+        d.post("/v1/campaigns/spec/retry-failed", &json!({})),
+    );
+    rec.add(
+        "POST",
+        "/v1/campaigns/x/retry-failed",
+        d.post("/v1/campaigns/nope/retry-failed", &json!({})),
+    );
 
     let draft = rec.add("POST", "/v1/jobs", d.post("/v1/jobs", &json!({"submit": false})));
     let draft = draft.json["id"].as_str().unwrap().to_owned();
@@ -214,7 +253,7 @@ fn responses_match_openapi() {
     rec.add("POST", "/v1/jobs", raw_request(a, bad.as_bytes()));
 
     let statuses: std::collections::BTreeSet<u64> = rec.0.iter().map(|r| r["status"].as_u64().unwrap()).collect();
-    for s in [200, 201, 400, 401, 403, 404, 409, 411, 413, 422] {
+    for s in [200, 201, 206, 400, 401, 403, 404, 409, 411, 413, 416, 422] {
         assert!(statuses.contains(&s), "status {s} exercised");
     }
     let mut child = Command::new("python3")
