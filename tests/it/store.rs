@@ -32,7 +32,8 @@ fn version_one_database_is_migrated_forward() {
             ))
         })
         .unwrap();
-    assert_eq!((version, tables, old), (7, 4, 1), "migrated to 7, tables added, data kept");
+    assert_eq!((version, tables, old), (batchd::store::SCHEMA_VERSION, 4, 1), "migrated to the current version, tables added, data kept");
+    assert_eq!(batchd::store::SCHEMA_VERSION, 8);
     drop(store);
     // Opening again is a no-op.
     assert!(Store::open(&path, 2).is_ok());
@@ -127,7 +128,7 @@ fn new_and_migrated_databases_have_the_same_schema() {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap()
     };
-    assert_eq!((version(&fresh), version(&old)), (7, 7));
+    assert_eq!((version(&fresh), version(&old)), (8, 8));
 }
 
 #[test]
