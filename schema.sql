@@ -82,6 +82,7 @@ CREATE TABLE parts (
     PRIMARY KEY (job_id, source_n, n)
 );
 CREATE INDEX parts_finished ON parts(job_id, finished);
+CREATE INDEX parts_done_at ON parts(finished) WHERE state = 'DONE';
 
 CREATE TABLE events (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,

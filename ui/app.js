@@ -67,30 +67,158 @@ function showLogin(message) {
   $("#conn").textContent = "not connected";
 }
 
+// The job list's filters and page: `pages` holds the `after` cursor of each
+// page seen, so "newer" goes back without the server keeping any state.
+const jobView = { pages: [null], next: null };
+
+function jobQuery() {
+  const q = new URLSearchParams({ limit: "20" });
+  for (const [key, id] of [["status", "#f-status"], ["trigger", "#f-trigger"], ["label", "#f-label"]]) {
+    const v = $(id).value.trim();
+    if (v) q.set(key, v);
+  }
+  const after = jobView.pages[jobView.pages.length - 1];
+  if (after !== null) q.set("after", after);
+  return q.toString();
+}
+
+async function jobAction(id, action) {
+  try {
+    const j = await api("POST", "/v1/jobs/" + encodeURIComponent(id) + "/" + action, {});
+    $("#job-msg").textContent = (action === "cancel" ? "Cancelled " : "Retrying ") + id + ": " + j.status + ".";
+    $("#job-msg").className = "muted";
+  } catch (e) {
+    $("#job-msg").textContent = (e.code ? e.code + ": " : "") + e.message;
+    $("#job-msg").className = "error";
+  }
+  tick();
+}
+
+function actionsFor(j) {
+  const b = (action, label) => el("button", { "data-action": action, onclick: (ev) => { ev.stopPropagation(); jobAction(j.id, action); } }, label);
+  if (["DRAFT", "QUEUED", "PROCESSING"].includes(j.status)) return b("cancel", "Cancel");
+  if (j.kind === "ingest" && ["FAILED", "CANCELLED"].includes(j.status)) return b("retry", "Retry");
+  return "";
+}
+
+// A part is fetched with the token (a plain link cannot send it) and handed to
+// the browser as a download.
+async function download(jobId, part) {
+  const r = await fetch("/v1/jobs/" + encodeURIComponent(jobId) + "/parts/" + part.source + "." + part.n + "/content", {
+    headers: { Authorization: "Bearer " + token },
+  });
+  if (!r.ok) {
+    const body = await r.json().catch(() => null);
+    $("#job-msg").textContent = "Download failed: " + ((body && body.error && body.error.message) || "HTTP " + r.status);
+    $("#job-msg").className = "error";
+    return;
+  }
+  const url = URL.createObjectURL(await r.blob());
+  const a = el("a", { href: url, download: part.path.split("/").pop() });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+  $("#job-msg").textContent = "Downloaded " + part.path.split("/").pop() + " (" + part.bytes + " bytes, sha256 " + part.sha256.slice(0, 12) + "…).";
+  $("#job-msg").className = "muted";
+}
+
 async function refreshJobs() {
-  const { jobs } = await api("GET", "/v1/jobs?limit=30");
-  fill($("#jobs tbody"), jobs.map((j) => {
+  const { jobs, next } = await api("GET", "/v1/jobs?" + jobQuery());
+  jobView.next = next;
+  $("#jobs-older").disabled = next === null;
+  $("#jobs-newer").disabled = jobView.pages.length < 2;
+  $("#jobs-page").textContent = "page " + jobView.pages.length;
+  fill($("#jobs tbody"), jobs.length ? jobs.map((j) => {
     const stage = j.progress.current_stage;
     return el("tr", { class: j.id === selectedJob ? "sel" : "", "data-id": j.id, onclick: () => { selectedJob = j.id; tick(); } },
       el("td", { class: "id" }, j.id),
+      el("td", {}, j.name || ""),
       el("td", { class: "status-" + j.status }, j.status),
       el("td", {}, j.trigger + (j.kind === "parent" ? " (parent)" : "")),
       el("td", {}, bar(j.progress.percent, j.status === "FAILED"), " ", j.progress.processed + " / " + j.progress.total),
       el("td", {}, stage ? stage.name + " (" + stage.index + "/" + stage.total + ")" : "—"),
       el("td", {}, j.health),
-      el("td", { class: "msg" }, j.status_message));
-  }));
+      el("td", { class: "msg" }, j.status_message),
+      el("td", { class: "actions" }, actionsFor(j)));
+  }) : [el("tr", {}, el("td", { colspan: 9, class: "muted" }, "No jobs match."))]);
   if (!selectedJob) { $("#job-detail").replaceChildren(); return; }
   const [job, parts] = await Promise.all([api("GET", "/v1/jobs/" + selectedJob), api("GET", "/v1/jobs/" + selectedJob + "/parts")]);
   const tasks = (job.status_detail && job.status_detail.tasks) || {};
+  const labels = Object.entries(job.labels || {}).map(([k, v]) => k + "=" + v).join(", ");
   $("#job-detail").replaceChildren(el("div", { class: "detail" },
-    el("h3", {}, "Job ", el("span", { class: "id" }, job.id)),
+    el("h3", {}, "Job ", el("span", { class: "id" }, job.id), job.name ? " · " + job.name : ""),
     el("p", {}, job.status_message),
+    labels || job.external_ref ? el("p", {}, "Labels: " + (labels || "—") + (job.external_ref ? " · external_ref " + job.external_ref : "")) : "",
     el("p", {}, "Sources: ", job.sources.join(", ")),
-    el("p", {}, "Stages: ", Object.entries(tasks).map(([k, v]) => k + " " + Object.entries(v).map(([s, n]) => n + " " + s).join(", ")).join(" · ") || "—"),
-    el("p", {}, "Parts (" + parts.parts.length + "): ", parts.parts.slice(0, 50).map((p) => p.path.split("/").pop() + " [" + p.state + "]").join(", ")),
+    job.watched_file ? el("p", {}, "Watched file " + job.watched_file.name + ": " + (job.watched_file.disposition || "processing") + (job.watched_file.path ? " → " + job.watched_file.path : "")) : "",
+    job.retries || job.retry_of ? el("p", {}, "Retries: " + job.retries + (job.retry_of ? " · retry of " + job.retry_of : "")) : "",
+    el("p", {}, "Stages: ", Object.entries(tasks).map(([k, v]) => k + " " + Object.entries(v).map(([st, n]) => n + " " + st).join(", ")).join(" · ") || "—"),
+    el("p", {}, "Parts (" + parts.parts.length + "):"),
+    el("ul", { class: "parts" }, ...parts.parts.slice(0, 200).map((p) => el("li", {},
+      p.path.split("/").pop() + " · " + p.rows + " rows · " + p.state + " ",
+      p.state === "DONE" ? el("button", { class: "link", "data-download": p.source + "." + p.n, onclick: (ev) => { ev.stopPropagation(); download(job.id, p); } }, "download") : ""))),
     el("p", { class: job.errors.length ? "error" : "muted" }, "Errors: ", job.errors.length ? job.errors.map((e) => e.code + ": " + e.message).join(" | ") : "none")));
 }
+
+async function refreshWatches() {
+  const { watches } = await api("GET", "/v1/watches");
+  if (!watches.length) {
+    fill($("#watches tbody"), [el("tr", {}, el("td", { colspan: 9, class: "muted" }, "No watched inboxes."))]);
+    return;
+  }
+  fill($("#watches tbody"), watches.map((w) => {
+    const s = w.summary;
+    const waiting = w.waiting.map((f) => f.name + " (" + f.size + " B, " + f.age_seconds + " s)").join(", ");
+    return el("tr", { "data-watch": w.name },
+      el("td", {}, w.name),
+      el("td", {}, el("code", {}, w.dir)),
+      el("td", { class: "waiting" }, w.waiting_count ? w.waiting_count + ": " + waiting : "none"),
+      el("td", {}, s.taken), el("td", {}, s.in_progress),
+      el("td", { class: s.failed ? "error" : "" }, s.failed), el("td", {}, s.duplicates),
+      el("td", {}, s.last_taken ? s.last_taken.name + " at " + new Date(s.last_taken.at).toLocaleTimeString() : "—"),
+      el("td", { class: "failures" }, s.recent_failures.map((f) => f.name + " (job " + (f.job_id || "?") + ")").join(", ") || "—"));
+  }));
+}
+
+// Plain SVG bars, one per minute; `series` is a list of [class, values].
+function drawBars(svg, series) {
+  const n = series[0][1].length;
+  const max = Math.max(1, ...series[0][1].map((_, i) => series.reduce((sum, [, v]) => sum + v[i], 0)));
+  const w = 600 / n;
+  const rects = [];
+  for (let i = 0; i < n; i++) {
+    let y = 80;
+    for (const [cls, values] of series) {
+      const h = (values[i] / max) * 76;
+      if (h > 0) {
+        y -= h;
+        const r = document.createElementNS(svg.namespaceURI, "rect");
+        for (const [k, v] of Object.entries({ x: i * w + 0.5, y, width: Math.max(1, w - 1), height: h, class: cls })) r.setAttribute(k, v);
+        const t = document.createElementNS(svg.namespaceURI, "title");
+        t.textContent = values[i] + " " + cls;
+        r.append(t);
+        rects.push(r);
+      }
+    }
+  }
+  svg.replaceChildren(...rects);
+}
+
+async function refreshCharts() {
+  const { minutes } = await api("GET", "/v1/stats?minutes=60");
+  drawBars($("#chart-rows"), [["rows", minutes.map((m) => m.rows)]]);
+  drawBars($("#chart-jobs"), [["ok", minutes.map((m) => m.jobs_completed)], ["bad", minutes.map((m) => m.jobs_failed)]]);
+  const sum = (k) => minutes.reduce((a, m) => a + m[k], 0);
+  $("#rows-total").textContent = "· " + sum("rows") + " rows in the hour";
+  $("#jobs-total").textContent = "· " + sum("jobs_completed") + " completed, " + sum("jobs_failed") + " failed";
+}
+
+for (const id of ["#f-status", "#f-trigger"]) $(id).onchange = () => { jobView.pages = [null]; tick(); };
+$("#f-label").onchange = () => { jobView.pages = [null]; tick(); };
+$("#job-filter").onsubmit = (ev) => { ev.preventDefault(); jobView.pages = [null]; tick(); };
+$("#jobs-older").onclick = () => { if (jobView.next !== null) { jobView.pages.push(jobView.next); tick(); } };
+$("#jobs-newer").onclick = () => { if (jobView.pages.length > 1) { jobView.pages.pop(); tick(); } };
 
 async function refreshSchedules() {
   const { schedules } = await api("GET", "/v1/schedules");
@@ -224,7 +352,7 @@ async function tick() {
   if (busy) return;
   busy = true;
   try {
-    await Promise.all([refreshJobs(), refreshCampaigns(), refreshSchedules(), refreshQueue()]);
+    await Promise.all([refreshJobs(), refreshCampaigns(), refreshSchedules(), refreshQueue(), refreshWatches(), refreshCharts()]);
     $("#conn").textContent = "live · updated " + new Date().toLocaleTimeString();
   } catch (e) {
     if (e.status === 401) {

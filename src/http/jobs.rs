@@ -136,10 +136,15 @@ impl Api {
             Some(_) => return Err(fail(400, "BAD_REQUEST", "label is KEY:VALUE, the key of letters, digits and ._-/")),
         };
         let external_ref = q.get("external_ref").map(|r| crate::text::percent_decode(r));
+        let trigger = q.get("trigger").map(String::as_str);
+        if trigger.is_some_and(|t| !["api", "cli", "watch", "schedule", "campaign"].contains(&t)) {
+            return Err(fail(400, "BAD_REQUEST", "trigger is one of api, cli, watch, schedule, campaign"));
+        }
         let filter = views::Filter {
             status: status.map(JobStatus::as_str),
             campaign_id: q.get("campaign_id").map(|s| s.as_str()),
             kind: kind.as_deref(),
+            trigger,
             label,
             external_ref: external_ref.as_deref(),
         };

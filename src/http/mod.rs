@@ -22,6 +22,7 @@ mod routes;
 mod schedules;
 mod sources;
 mod ui;
+mod watches;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -255,6 +256,8 @@ impl Api {
             Endpoint::ResumeCampaign => self.campaign_state(p[0], false),
             Endpoint::RetryFailedChildren => self.retry_failed(p[0]),
             Endpoint::Queue => self.queue(),
+            Endpoint::Watches => self.watches(),
+            Endpoint::Stats => self.stats(&query),
             Endpoint::PauseQueue => self.set_queue(true, body),
             Endpoint::ResumeQueue => self.set_queue(false, body),
         };

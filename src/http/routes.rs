@@ -34,6 +34,8 @@ pub(super) enum Endpoint {
     ResumeCampaign,
     RetryFailedChildren,
     Queue,
+    Watches,
+    Stats,
     PauseQueue,
     ResumeQueue,
 }
@@ -76,6 +78,8 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::Post, "v1/campaigns/{id}/resume", Endpoint::ResumeCampaign),
     (Method::Post, "v1/campaigns/{id}/retry-failed", Endpoint::RetryFailedChildren),
     (Method::Get, "v1/queue", Endpoint::Queue),
+    (Method::Get, "v1/watches", Endpoint::Watches),
+    (Method::Get, "v1/stats", Endpoint::Stats),
     (Method::Post, "v1/queue/pause", Endpoint::PauseQueue),
     (Method::Post, "v1/queue/resume", Endpoint::ResumeQueue),
 ];

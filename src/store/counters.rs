@@ -1,7 +1,7 @@
 //! Reads of the running totals behind `/metrics`: the `counters` table (kept
 //! by SQL triggers and by the job functions as rows and bytes are done, so a
 //! scrape costs the same at 100 jobs and at 100,000) and the files each
-//! watched inbox has taken.
+//! watched inbox has taken; and the per-minute series the dashboard charts.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +18,52 @@ pub fn all(c: &Connection) -> StoreResult<BTreeMap<String, f64>> {
 /// Files taken from each watched inbox that has taken any.
 pub fn watch_files_detected(c: &Connection) -> StoreResult<BTreeMap<String, i64>> {
     pairs(c, "SELECT watch, COUNT(*) FROM watch_files GROUP BY watch")
+}
+
+/// One minute of the recent past: rows packed into parts that finished in
+/// it, and jobs that completed or failed in it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Minute {
+    /// Start of the minute, Unix seconds.
+    pub at: i64,
+    pub rows: i64,
+    pub jobs_completed: i64,
+    pub jobs_failed: i64,
+}
+
+/// The last `minutes` whole minutes up to `now`, oldest first, every minute
+/// present (zeros included), so a chart needs no gap-filling.
+pub fn per_minute(c: &Connection, now: f64, minutes: i64) -> StoreResult<Vec<Minute>> {
+    let end = (now / 60.0).floor() as i64 * 60 + 60;
+    let start = end - minutes * 60;
+    let mut out: Vec<Minute> = (0..minutes)
+        .map(|i| Minute {
+            at: start + i * 60,
+            ..Minute::default()
+        })
+        .collect();
+    let slot = |t: f64| ((t as i64 - start) / 60) as usize;
+    let mut st = c.prepare_cached("SELECT finished, rows FROM parts WHERE state = 'DONE' AND finished >= ?1")?;
+    for r in st.query_map([start as f64], |r| Ok((r.get::<_, f64>(0)?, r.get::<_, i64>(1)?)))? {
+        let (t, rows) = r?;
+        if let Some(m) = out.get_mut(slot(t)) {
+            m.rows += rows;
+        }
+    }
+    let mut st = c.prepare_cached(
+        "SELECT finished, status FROM jobs WHERE finished >= ?1 AND kind = 'ingest' AND status IN ('COMPLETED', 'FAILED')",
+    )?;
+    for r in st.query_map([start as f64], |r| Ok((r.get::<_, f64>(0)?, r.get::<_, String>(1)?)))? {
+        let (t, status) = r?;
+        if let Some(m) = out.get_mut(slot(t)) {
+            if status == "COMPLETED" {
+                m.jobs_completed += 1;
+            } else {
+                m.jobs_failed += 1;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A two-column query as a map from the first column to the second.

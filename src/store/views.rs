@@ -183,6 +183,8 @@ pub struct Filter<'a> {
     pub status: Option<&'a str>,
     pub campaign_id: Option<&'a str>,
     pub kind: Option<&'a str>,
+    /// api, cli, watch, schedule or campaign.
+    pub trigger: Option<&'a str>,
     /// A label the job carries, key and value.
     pub label: Option<(&'a str, &'a str)>,
     pub external_ref: Option<&'a str>,
@@ -210,6 +212,10 @@ pub fn list(conn: &Connection, f: &Filter, limit: i64, after: Option<i64>) -> St
     if let Some(k) = &f.kind {
         sql.push_str(" AND kind = ?");
         args.push(k);
+    }
+    if let Some(t) = &f.trigger {
+        sql.push_str(" AND trigger = ?");
+        args.push(t);
     }
     if let Some((k, v)) = &f.label {
         // Label keys are checked at the API: letters, digits, `._-/:` only.

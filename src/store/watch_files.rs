@@ -250,3 +250,65 @@ pub fn for_job(c: &Connection, job_id: &str) -> StoreResult<Option<WatchedFile>>
         })
         .optional()?)
 }
+
+/// What a watched inbox has taken, for the dashboard and `GET /v1/watches`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WatchSummary {
+    /// Files taken (claimed) in all.
+    pub taken: i64,
+    /// Taken files whose job has not ended.
+    pub in_progress: i64,
+    /// Taken files whose job failed or was cancelled.
+    pub failed: i64,
+    /// Files skipped as duplicates of content taken before.
+    pub duplicates: i64,
+    pub last_taken: Option<Taken1>,
+    /// The last few failures, newest first.
+    pub recent_failures: Vec<Taken1>,
+}
+
+/// One taken file: its name, its job, when, and where it is now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Taken1 {
+    pub name: String,
+    pub job_id: Option<String>,
+    /// When it was detected (last_taken) or its job ended (failures), RFC 3339.
+    pub at: String,
+    pub path: Option<String>,
+}
+
+pub fn summary(c: &Connection, watch: &str) -> StoreResult<WatchSummary> {
+    let (taken, in_progress, failed, duplicates) = c.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(state = 'QUEUED'), 0), COALESCE(SUM(outcome IN ('FAILED', 'CANCELLED')), 0),
+                COALESCE(SUM(outcome = 'DUPLICATE'), 0) FROM watch_files WHERE watch = ?1",
+        [watch],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let one = |r: &r2d2_sqlite::rusqlite::Row| -> r2d2_sqlite::rusqlite::Result<Taken1> {
+        Ok(Taken1 {
+            name: r.get(0)?,
+            job_id: r.get(1)?,
+            at: crate::clock::rfc3339(r.get(2)?),
+            path: r.get(3)?,
+        })
+    };
+    let last_taken = c
+        .prepare_cached("SELECT name, job_id, detected, COALESCE(final_path, processing_path) FROM watch_files WHERE watch = ?1 ORDER BY id DESC LIMIT 1")?
+        .query_row([watch], one)
+        .optional()?;
+    let recent_failures = c
+        .prepare_cached(
+            "SELECT name, job_id, finished, final_path FROM watch_files WHERE watch = ?1 AND outcome IN ('FAILED', 'CANCELLED')
+             ORDER BY finished DESC LIMIT 5",
+        )?
+        .query_map([watch], one)?
+        .collect::<Result<_, _>>()?;
+    Ok(WatchSummary {
+        taken,
+        in_progress,
+        failed,
+        duplicates,
+        last_taken,
+        recent_failures,
+    })
+}

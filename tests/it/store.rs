@@ -32,7 +32,11 @@ fn version_one_database_is_migrated_forward() {
             ))
         })
         .unwrap();
-    assert_eq!((version, tables, old), (batchd::store::SCHEMA_VERSION, 4, 1), "migrated to the current version, tables added, data kept");
+    assert_eq!(
+        (version, tables, old),
+        (batchd::store::SCHEMA_VERSION, 4, 1),
+        "migrated to the current version, tables added, data kept"
+    );
     assert_eq!(batchd::store::SCHEMA_VERSION, 8);
     drop(store);
     // Opening again is a no-op.

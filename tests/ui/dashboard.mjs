@@ -42,7 +42,7 @@ try {
   await page.locator("#app").waitFor({ state: "visible", timeout: 10000 });
   if (page.url().includes("token")) fail("the token stayed in the URL: " + page.url());
   if ((await page.evaluate(() => sessionStorage.getItem("batchd-token"))) !== token) fail("token not in sessionStorage");
-  await page.locator("#conn").filter({ hasText: "live" }).waitFor({ timeout: 10000 });
+  await page.locator("#conn").filter({ hasText: "live" }).waitFor({ timeout: 30000 });
 
   // 3. Start a campaign from the runner with a generated id.
   await page.fill("#c-parent", parent);
