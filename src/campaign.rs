@@ -340,9 +340,19 @@ impl Runner {
             };
             let known = cap.map_or(all.len() as i64, |c| c.min(all.len() as i64));
             let end = (start + batch_size).min(known + 1); // exclusive
-            let (settings, priority): (String, i64) =
-                tx.query_row("SELECT settings, priority FROM campaigns WHERE id = ?1", [&campaign], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let (settings, priority, labels, external_ref): (String, i64, String, Option<String>) = tx.query_row(
+                "SELECT settings, priority, labels, external_ref FROM campaigns WHERE id = ?1",
+                [&campaign],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
             let settings: Settings = serde_json::from_str(&settings)?;
+            // Child jobs carry the campaign's labels and reference, so hooks and
+            // filters tie each part back to it.
+            let about = About {
+                labels: serde_json::from_str(&labels)?,
+                external_ref,
+                ..About::default()
+            };
             let (mut queued, mut skipped) = (0i64, 0i64);
             for pos in start..end.max(start) {
                 let c = &all[(pos - 1) as usize];
@@ -362,6 +372,7 @@ impl Runner {
                 } else {
                     let mut job = NewJob::ingest(crate::ids::new_id(), &data_dir, None, vec![c.path.clone()], settings.clone(), "campaign");
                     job.priority = priority;
+                    job.about = about.clone();
                     job.campaign = Some(CampaignLink {
                         campaign_id: campaign.clone(),
                         parent_job_id: Some(job_id.clone()),
@@ -606,11 +617,18 @@ pub fn facts(c: &Connection, id: &str) -> StoreResult<Option<CampaignFacts>> {
     Ok(Some(f))
 }
 
-/// Campaigns, newest first.
-pub fn list(c: &Connection, limit: i64) -> StoreResult<Vec<CampaignFacts>> {
+/// Campaigns, newest first; with `label` (key, value) or `external_ref`, only
+/// those carrying it.
+pub fn list(c: &Connection, limit: i64, label: Option<(&str, &str)>, external_ref: Option<&str>) -> StoreResult<Vec<CampaignFacts>> {
     let ids: Vec<String> = {
-        let mut st = c.prepare("SELECT id FROM campaigns ORDER BY created DESC, id LIMIT ?1")?;
-        let v = st.query_map([limit], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let mut st = c.prepare(
+            "SELECT id FROM campaigns WHERE (?2 IS NULL OR json_extract(labels, '$.\"' || ?2 || '\"') = ?3)
+             AND (?4 IS NULL OR external_ref = ?4) ORDER BY created DESC, id LIMIT ?1",
+        )?;
+        let (k, v) = (label.map(|l| l.0), label.map(|l| l.1));
+        let v = st
+            .query_map(params![limit, k, v, external_ref], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
         v
     };
     let mut out = Vec::new();

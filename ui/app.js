@@ -241,7 +241,7 @@ async function refreshCampaigns() {
     const live = c.status === "RUNNING";
     const action = !c.managed ? "" : live ? stop : (c.status === "STOPPED" || c.status === "FAILED") ? resume : "";
     return el("tr", { class: c.campaign_id === selectedCampaign ? "sel" : "", "data-id": c.campaign_id, onclick: () => { selectedCampaign = c.campaign_id; tick(); } },
-      el("td", { class: "id" }, c.campaign_id),
+      el("td", { class: "id" }, c.campaign_id, c.name ? el("div", { class: "muted" }, c.name) : ""),
       el("td", { class: "status-" + c.status }, c.status),
       el("td", {}, bar(c.progress.percent, c.status === "FAILED")),
       el("td", { class: "parent-batches" }, c.parent_batches),
@@ -348,9 +348,13 @@ $("#queue-toggle").onclick = async () => {
 
 let timer = null;
 let busy = false;
+// A click during a refresh asks for another one right after it, so what the
+// page shows follows the click even when the server is slow.
+let again = false;
 async function tick() {
-  if (busy) return;
+  if (busy) { again = true; return; }
   busy = true;
+  again = false;
   try {
     await Promise.all([refreshJobs(), refreshCampaigns(), refreshSchedules(), refreshQueue(), refreshWatches(), refreshCharts()]);
     $("#conn").textContent = "live · updated " + new Date().toLocaleTimeString();
@@ -364,6 +368,7 @@ async function tick() {
     }
   } finally {
     busy = false;
+    if (again) setTimeout(tick, 0);
   }
 }
 

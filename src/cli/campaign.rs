@@ -85,6 +85,9 @@ fn print_campaign(c: &CampaignView) {
         ch.skipped,
         c.next_start_position.map_or_else(|| "null".to_owned(), |n| n.to_string())
     );
+    if let Some(name) = &c.about.name {
+        println!("  name {name}");
+    }
     println!("  {}", c.status_message);
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::jobs::{check_about, CreateBody};
+use super::jobs::{about_filter, check_about, CreateBody};
 use super::reply::{bounded, fail, internal, reply, store_error, Reply};
 use super::Api;
 use crate::store::jobs::{About, Settings};
@@ -151,7 +151,12 @@ impl Api {
 
     pub(super) fn campaigns(&self, q: &BTreeMap<String, String>) -> Result<Reply, Reply> {
         let limit = bounded(q, "limit", 50, 1, 500)?;
-        let list = self.store.read(|c| crate::campaign::list(c, limit)).map_err(internal)?;
+        let (label, external_ref) = about_filter(q)?;
+        let label = label.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
+        let list = self
+            .store
+            .read(|c| crate::campaign::list(c, limit, label, external_ref.as_deref()))
+            .map_err(internal)?;
         let list: Vec<crate::view::CampaignView> = list.into_iter().map(crate::view::CampaignView::new).collect();
         Ok(reply(200, json!({"campaigns": list})))
     }

@@ -129,13 +129,8 @@ impl Api {
         if kind.as_deref().is_some_and(|k| k != "ingest" && k != "parent") {
             return Err(fail(400, "BAD_REQUEST", "kind is \"ingest\" or \"parent\""));
         }
-        let label = q.get("label").map(|l| crate::text::percent_decode(l));
-        let label = match label.as_deref().map(|l| l.split_once(':')) {
-            None => None,
-            Some(Some((k, v))) if label_key_ok(k) => Some((k, v)),
-            Some(_) => return Err(fail(400, "BAD_REQUEST", "label is KEY:VALUE, the key of letters, digits and ._-/")),
-        };
-        let external_ref = q.get("external_ref").map(|r| crate::text::percent_decode(r));
+        let (label, external_ref) = about_filter(q)?;
+        let label = label.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
         let trigger = q.get("trigger").map(String::as_str);
         if trigger.is_some_and(|t| !["api", "cli", "watch", "schedule", "campaign"].contains(&t)) {
             return Err(fail(400, "BAD_REQUEST", "trigger is one of api, cli, watch, schedule, campaign"));
@@ -359,6 +354,20 @@ impl Api {
             Ok(()) => self.get(id).unwrap_or_else(|e| e),
         }
     }
+}
+
+/// `?label=KEY:VALUE` and `?external_ref=` of a job or campaign list, decoded and checked.
+pub(super) type AboutFilter = (Option<(String, String)>, Option<String>);
+
+pub(super) fn about_filter(q: &BTreeMap<String, String>) -> Result<AboutFilter, Reply> {
+    let label = match q.get("label").map(|l| crate::text::percent_decode(l)) {
+        None => None,
+        Some(l) => match l.split_once(':') {
+            Some((k, v)) if label_key_ok(k) => Some((k.to_owned(), v.to_owned())),
+            _ => return Err(fail(400, "BAD_REQUEST", "label is KEY:VALUE, the key of letters, digits and ._-/")),
+        },
+    };
+    Ok((label, q.get("external_ref").map(|r| crate::text::percent_decode(r))))
 }
 
 /// A label key: what a filter `label=KEY:VALUE` can name unambiguously.

@@ -189,7 +189,7 @@ fn a_campaign_retries_only_its_failed_children() {
     }
     let r = d.post(
         "/v1/campaigns",
-        &json!({"parent": coll, "batch_size": 10, "name": "backlog", "external_ref": "B-7"}),
+        &json!({"parent": coll, "batch_size": 10, "name": "backlog", "external_ref": "B-7", "labels": {"lab": "herb"}}),
     );
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(
@@ -224,6 +224,17 @@ fn a_campaign_retries_only_its_failed_children() {
     let failed = children("failed");
     let ok_before = children("completed");
     assert_eq!((failed.len(), ok_before.len()), (1, 2));
+    // Child jobs carry the campaign's labels and reference; campaigns filter by them.
+    assert!(
+        ok_before.iter().all(|j| j["external_ref"] == "B-7" && j["labels"]["lab"] == "herb"),
+        "{ok_before:?}"
+    );
+    let listed = |q: &str| d.get(&format!("/v1/campaigns?{q}")).json["campaigns"].as_array().unwrap().len();
+    assert_eq!(
+        (listed("external_ref=B-7"), listed("label=lab:herb"), listed("external_ref=nope")),
+        (1, 1, 0)
+    );
+    assert_eq!(d.get("/v1/campaigns?label=nocolon").status, 400);
 
     std::fs::copy(&good, coll.join("c2.zip")).unwrap();
     let r = d.post(&format!("/v1/campaigns/{cid}/retry-failed"), &json!({}));

@@ -40,29 +40,29 @@ try {
   await page.waitForFunction(() => document.querySelectorAll("#jobs tbody tr[data-id]").length === 20, null, { timeout: 10000 });
   const first = await ids();
   await page.click("#jobs-older");
-  await page.locator("#jobs-page").filter({ hasText: "page 2" }).waitFor({ timeout: 5000 });
-  await page.waitForFunction((f) => !document.querySelector(`#jobs tbody tr[data-id="${f}"]`), first[0], { timeout: 5000 });
+  await page.locator("#jobs-page").filter({ hasText: "page 2" }).waitFor({ timeout: 15000 });
+  await page.waitForFunction((f) => !document.querySelector(`#jobs tbody tr[data-id="${f}"]`), first[0], { timeout: 15000 });
   const second = await ids();
   result.page1 = first.length;
   result.page2 = second.length;
   if (second.some((id) => first.includes(id))) fail("page 2 repeats page 1");
   await page.click("#jobs-newer");
-  await page.locator("#jobs-page").filter({ hasText: "page 1" }).waitFor({ timeout: 5000 });
+  await page.locator("#jobs-page").filter({ hasText: "page 1" }).waitFor({ timeout: 15000 });
 
   // 3. Filter by status, then retry the failed job from its row.
   await page.selectOption("#f-status", "FAILED");
-  await page.waitForFunction(() => [...document.querySelectorAll("#jobs tbody tr[data-id] td:nth-child(3)")].every((td) => td.innerText === "FAILED"), null, { timeout: 5000 });
-  await page.waitForFunction((id) => !!document.querySelector(`#jobs tbody tr[data-id="${id}"]`), failedId, { timeout: 5000 });
+  await page.waitForFunction(() => [...document.querySelectorAll("#jobs tbody tr[data-id] td:nth-child(3)")].every((td) => td.innerText === "FAILED"), null, { timeout: 15000 });
+  await page.waitForFunction((id) => !!document.querySelector(`#jobs tbody tr[data-id="${id}"]`), failedId, { timeout: 15000 });
   result.failed_rows = await rows.count();
   await page.locator(`#jobs tbody tr[data-id="${failedId}"] button[data-action="retry"]`).click();
-  await page.locator("#job-msg").filter({ hasText: "Retrying " + failedId }).waitFor({ timeout: 5000 });
+  await page.locator("#job-msg").filter({ hasText: "Retrying " + failedId }).waitFor({ timeout: 15000 });
   result.retry_msg = await page.locator("#job-msg").innerText();
 
   // 4. Filter by label: only the labelled job.
   await page.selectOption("#f-status", "");
   await page.fill("#f-label", "lab:herbarium");
   await page.press("#f-label", "Enter");
-  await page.waitForFunction(() => document.querySelectorAll("#jobs tbody tr[data-id]").length === 1, null, { timeout: 5000 });
+  await page.waitForFunction(() => document.querySelectorAll("#jobs tbody tr[data-id]").length === 1, null, { timeout: 15000 });
   result.label_rows = await ids();
   await page.fill("#f-label", "");
   await page.press("#f-label", "Enter");
@@ -70,7 +70,7 @@ try {
   // 5. Cancel the draft from its row.
   await page.selectOption("#f-status", "DRAFT");
   await page.locator(`#jobs tbody tr[data-id="${draftId}"] button[data-action="cancel"]`).click();
-  await page.locator("#job-msg").filter({ hasText: "Cancelled " + draftId }).waitFor({ timeout: 5000 });
+  await page.locator("#job-msg").filter({ hasText: "Cancelled " + draftId }).waitFor({ timeout: 15000 });
   await page.selectOption("#f-status", "");
 
   // 6. The retried job completes; its row says so (it is the oldest: found by its label).
@@ -83,14 +83,14 @@ try {
   await page.selectOption("#f-trigger", "cli");
   await page.locator(`#jobs tbody tr[data-id="${doneId}"]`).click();
   const button = page.locator("#job-detail button[data-download]").first();
-  await button.waitFor({ timeout: 5000 });
+  await button.waitFor({ timeout: 15000 });
   const [download] = await Promise.all([page.waitForEvent("download", { timeout: 10000 }), button.click()]);
   await download.saveAs(saveTo);
   result.download_name = download.suggestedFilename();
-  await page.locator("#job-msg").filter({ hasText: "Downloaded" }).waitFor({ timeout: 5000 });
+  await page.locator("#job-msg").filter({ hasText: "Downloaded" }).waitFor({ timeout: 15000 });
 
   // 8. The inbox: the file still settling is shown as waiting.
-  await page.locator('#watches tbody tr[data-watch="inbox"] td.waiting').filter({ hasText: "waiting.zip" }).waitFor({ timeout: 5000 });
+  await page.locator('#watches tbody tr[data-watch="inbox"] td.waiting').filter({ hasText: "waiting.zip" }).waitFor({ timeout: 15000 });
   result.waiting = await page.locator('#watches tbody tr[data-watch="inbox"] td.waiting').innerText();
   await page.waitForTimeout(1100); // one more poll after the last action, for the screenshot
   if (errors.length) fail("page errors: " + errors.join(" | "));

@@ -65,7 +65,7 @@ try {
     succeeded: Number(await row.locator(".succeeded").innerText()),
     next_start_position: await row.locator(".next-start").innerText(),
   });
-  const deadline = Date.now() + 30000;
+  const deadline = Date.now() + 90000;
   for (;;) {
     const r = await read();
     const last = result.progress[result.progress.length - 1];
