@@ -356,7 +356,10 @@ async function tick() {
   busy = true;
   again = false;
   try {
-    await Promise.all([refreshJobs(), refreshCampaigns(), refreshSchedules(), refreshQueue(), refreshWatches(), refreshCharts()]);
+    // One request at a time: a page needs a single connection, and a busy
+    // machine was seen to leave some of six parallel first requests unanswered
+    // for over 30 s (in headless Chromium under load).
+    for (const refresh of [refreshQueue, refreshJobs, refreshCampaigns, refreshSchedules, refreshWatches, refreshCharts]) await refresh();
     $("#conn").textContent = "live · updated " + new Date().toLocaleTimeString();
   } catch (e) {
     if (e.status === 401) {

@@ -17,10 +17,12 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"],
 });
+let ctx = null;
+let page = null;
 const result = {};
 try {
-  const ctx = await browser.newContext({ viewport: { width: 1500, height: 1200 }, acceptDownloads: true });
-  const page = await ctx.newPage();
+  ctx = await browser.newContext({ viewport: { width: 1500, height: 1200 }, acceptDownloads: true });
+  page = await ctx.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
@@ -97,7 +99,9 @@ try {
   await page.screenshot({ path: shot, fullPage: true });
   console.log(JSON.stringify(result));
 } catch (e) {
-  fail(String(e && e.stack || e));
+  // What the page said of its connection tells a slow server from a failing one.
+  const conn = page ? await page.locator("#conn").innerText().catch(() => "?") : "no page";
+  fail(String(e && e.stack || e) + "\n#conn: " + conn);
 } finally {
   await browser.close();
 }

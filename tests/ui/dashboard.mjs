@@ -17,6 +17,8 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"],
 });
+let ctx = null;
+let page = null;
 const result = { progress: [] };
 try {
   // 1. Without a token: the prompt; a wrong token is refused, the right one works.
@@ -33,8 +35,8 @@ try {
   await ctx1.close();
 
   // 2. Token in the fragment: taken, kept in sessionStorage, wiped from the URL.
-  const ctx = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
-  const page = await ctx.newPage();
+  ctx = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  page = await ctx.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
@@ -100,7 +102,9 @@ try {
   await page.screenshot({ path: shot, fullPage: true });
   console.log(JSON.stringify(result));
 } catch (e) {
-  fail(String(e && e.stack || e));
+  // What the page said of its connection tells a slow server from a failing one.
+  const conn = page ? await page.locator("#conn").innerText().catch(() => "?") : "no page";
+  fail(String(e && e.stack || e) + "\n#conn: " + conn);
 } finally {
   await browser.close();
 }
