@@ -210,7 +210,8 @@ async function refreshCharts() {
   drawBars($("#chart-rows"), [["rows", minutes.map((m) => m.rows)]]);
   drawBars($("#chart-jobs"), [["ok", minutes.map((m) => m.jobs_completed)], ["bad", minutes.map((m) => m.jobs_failed)]]);
   const sum = (k) => minutes.reduce((a, m) => a + m[k], 0);
-  $("#rows-total").textContent = "· " + sum("rows") + " rows in the hour";
+  const peak = Math.max(0, ...minutes.map((m) => m.rows)) / 60;
+  $("#rows-total").textContent = "· " + sum("rows") + " rows in the hour, " + (sum("rows") / 3600).toFixed(2) + " rows/s on average, " + peak.toFixed(1) + " rows/s at the busiest minute";
   $("#jobs-total").textContent = "· " + sum("jobs_completed") + " completed, " + sum("jobs_failed") + " failed";
 }
 

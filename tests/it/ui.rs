@@ -15,6 +15,26 @@ use crate::helper::*;
 
 const UI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ui");
 
+/// Runs `node tests/ui/SCRIPT BASE_URL TOKEN ARGS…` against the daemon and
+/// returns the JSON it prints (what the page showed); fails with its output.
+fn drive(script: &str, d: &Daemon, args: &[&std::ffi::OsStr], chromium: &str) -> Value {
+    let out = Command::new("node")
+        .arg(Path::new(UI).join(script))
+        .arg(format!("http://{}", d.addr()))
+        .arg(d.token())
+        .args(args)
+        .env("CHROMIUM", chromium)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// One Chromium at a time: two starting at once on a 2-core machine under the
 /// rest of the suite were seen to take over 10 s to show the first page.
 static CHROMIUM: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -67,22 +87,7 @@ fn dashboard_starts_watches_and_stops_a_campaign_in_chromium() {
     }
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-dashboard.png");
     std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
-    let out = Command::new("node")
-        .arg(Path::new(UI).join("dashboard.mjs"))
-        .arg(format!("http://{}", d.addr()))
-        .arg(d.token())
-        .arg(&parent)
-        .arg(&shot)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown = drive("dashboard.mjs", &d, &[parent.as_os_str(), shot.as_os_str()], &chromium);
     let id = shown["id"].as_str().unwrap();
     assert!(
         shown["progress"].as_array().unwrap().len() >= 2,
@@ -172,23 +177,13 @@ fn dashboard_retries_cancels_downloads_filters_and_pages_in_chromium() {
 
     let saved = env.path("downloaded.zip");
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-dashboard-actions.png");
-    let out = Command::new("node")
-        .arg(Path::new(UI).join("actions.mjs"))
-        .arg(format!("http://{}", d.addr()))
-        .arg(d.token())
-        .args([&failed, &draft, &done])
-        .arg(&saved)
-        .arg(&shot)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let ids = [failed.as_str(), draft.as_str(), done.as_str()].map(std::ffi::OsStr::new);
+    let shown = drive(
+        "actions.mjs",
+        &d,
+        &[ids[0], ids[1], ids[2], saved.as_os_str(), shot.as_os_str()],
+        &chromium,
     );
-    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((shown["page1"].as_i64(), shown["page2"].as_i64()), (Some(20), Some(7)), "{shown}");
     assert_eq!(shown["failed_rows"], 1, "{shown}");
     assert_eq!(shown["label_rows"], serde_json::json!([failed]), "{shown}");

@@ -7,16 +7,12 @@
 //
 // Prints one JSON object (what the page showed) on stdout; exits non-zero with
 // the reason on any failed expectation.
-import { chromium } from "playwright-core";
+import { failedWith, failer, launch } from "./browser.mjs";
 
 const [base, token, parent, shot] = process.argv.slice(2);
-const fail = (msg) => { console.error("dashboard test: " + msg); process.exit(1); };
+const fail = failer("dashboard test");
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 let ctx = null;
 let page = null;
 const result = { progress: [] };
@@ -102,9 +98,7 @@ try {
   await page.screenshot({ path: shot, fullPage: true });
   console.log(JSON.stringify(result));
 } catch (e) {
-  // What the page said of its connection tells a slow server from a failing one.
-  const conn = page ? await page.locator("#conn").innerText().catch(() => "?") : "no page";
-  fail(String(e && e.stack || e) + "\n#conn: " + conn);
+  await failedWith(fail, page, e);
 } finally {
   await browser.close();
 }
