@@ -239,8 +239,10 @@ async function refreshCampaigns() {
   fill($("#campaigns tbody"), campaigns.map((c) => {
     const stop = el("button", { "data-action": "stop", onclick: (ev) => { ev.stopPropagation(); setCampaign(c.campaign_id, "stop"); } }, "Stop campaign");
     const resume = el("button", { "data-action": "resume", onclick: (ev) => { ev.stopPropagation(); setCampaign(c.campaign_id, "resume"); } }, "Resume");
+    const retry = el("button", { "data-action": "retry-failed", onclick: (ev) => { ev.stopPropagation(); setCampaign(c.campaign_id, "retry-failed"); } }, "Retry failed");
     const live = c.status === "RUNNING";
-    const action = !c.managed ? "" : live ? stop : (c.status === "STOPPED" || c.status === "FAILED") ? resume : "";
+    const state = !c.managed ? "" : live ? stop : (c.status === "STOPPED" || c.status === "FAILED") ? resume : "";
+    const action = el("span", {}, state, c.children.failed > 0 ? retry : "");
     return el("tr", { class: c.campaign_id === selectedCampaign ? "sel" : "", "data-id": c.campaign_id, onclick: () => { selectedCampaign = c.campaign_id; tick(); } },
       el("td", { class: "id" }, c.campaign_id, c.name ? el("div", { class: "muted" }, c.name) : ""),
       el("td", { class: "status-" + c.status }, c.status),
@@ -267,7 +269,8 @@ async function refreshCampaigns() {
 async function setCampaign(id, action) {
   try {
     await api("POST", "/v1/campaigns/" + encodeURIComponent(id) + "/" + action, {});
-    $("#campaign-msg").textContent = action === "stop" ? "Stopping " + id + " after the current batch." : "Resumed " + id + ".";
+    $("#campaign-msg").textContent = action === "stop" ? "Stopping " + id + " after the current batch."
+      : action === "resume" ? "Resumed " + id + "." : "Retrying the failed child jobs of " + id + ".";
   } catch (e) {
     $("#campaign-msg").textContent = e.message;
   }

@@ -172,6 +172,22 @@ fn dashboard_retries_cancels_downloads_filters_and_pages_in_chromium() {
     for id in many.iter().chain([&done]) {
         assert_eq!(d.wait_job(id, Duration::from_secs(60))["status"], "COMPLETED");
     }
+    // A campaign with one failed child, fixed in place before the page retries it.
+    let coll = d.data_dir().join("coll");
+    std::fs::create_dir_all(&coll).unwrap();
+    let mut bad = numbered(3, 40);
+    bad.retain(|e| e.name != "f1.bin");
+    std::fs::copy(env.archive("zip", "bad.zip", &bad), coll.join("c1.zip")).unwrap();
+    let r = d.post(
+        "/v1/campaigns",
+        &serde_json::json!({"parent": coll, "batch_size": 5, "campaign_id": "ui-camp"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(wait_for(
+        || d.get("/v1/campaigns/ui-camp").json["status"] == "COMPLETED",
+        Duration::from_secs(30)
+    ));
+    std::fs::copy(&small, coll.join("c1.zip")).unwrap();
     let draft = d.create(&serde_json::json!({"submit": false}));
     std::fs::copy(&small, d.data_dir().join("inbox/waiting.zip")).unwrap();
 
@@ -184,8 +200,8 @@ fn dashboard_retries_cancels_downloads_filters_and_pages_in_chromium() {
         &[ids[0], ids[1], ids[2], saved.as_os_str(), shot.as_os_str()],
         &chromium,
     );
-    assert_eq!((shown["page1"].as_i64(), shown["page2"].as_i64()), (Some(20), Some(7)), "{shown}");
-    assert_eq!(shown["failed_rows"], 1, "{shown}");
+    assert_eq!((shown["page1"].as_i64(), shown["page2"].as_i64()), (Some(20), Some(9)), "{shown}");
+    assert_eq!(shown["failed_rows"], 2, "the failed job and the campaign's failed child: {shown}");
     assert_eq!(shown["label_rows"], serde_json::json!([failed]), "{shown}");
     assert!(
         shown["chart_rows"].as_i64().unwrap() >= 1 && shown["chart_ok"].as_i64().unwrap() >= 1,
@@ -197,6 +213,13 @@ fn dashboard_retries_cancels_downloads_filters_and_pages_in_chromium() {
     let f = d.get(&format!("/v1/jobs/{failed}")).json;
     assert_eq!((f["status"].as_str(), f["retries"].as_i64()), (Some("COMPLETED"), Some(1)), "{f}");
     assert_eq!(d.get(&format!("/v1/jobs/{draft}")).json["status"], "CANCELLED");
+    assert!(wait_for(
+        || {
+            let c = d.get("/v1/campaigns/ui-camp").json;
+            c["status"] == "COMPLETED" && c["children"]["failed"] == 0 && c["children"]["succeeded"] == 1
+        },
+        Duration::from_secs(30)
+    ));
     let part = &d.get(&format!("/v1/jobs/{done}/parts")).json["parts"][0];
     let on_disk = std::fs::read(part["path"].as_str().unwrap()).unwrap();
     assert_eq!(std::fs::read(&saved).unwrap(), on_disk, "the download is the part on disk");

@@ -87,7 +87,11 @@ try {
   result.download_name = download.suggestedFilename();
   await page.locator("#job-msg").filter({ hasText: "Downloaded" }).waitFor({ timeout: 15000 });
 
-  // 8. The inbox: the file still settling is shown as waiting.
+  // 8. The campaign's failed child, retried from its row.
+  await page.locator('#campaigns tbody tr[data-id="ui-camp"] button[data-action="retry-failed"]').click();
+  await page.locator("#campaign-msg").filter({ hasText: "Retrying the failed child jobs of ui-camp" }).waitFor({ timeout: 15000 });
+
+  // 9. The inbox: the file still settling is shown as waiting.
   await page.locator('#watches tbody tr[data-watch="inbox"] td.waiting').filter({ hasText: "waiting.zip" }).waitFor({ timeout: 15000 });
   result.waiting = await page.locator('#watches tbody tr[data-watch="inbox"] td.waiting').innerText();
   await page.waitForTimeout(1100); // one more poll after the last action, for the screenshot
