@@ -14,6 +14,7 @@ pub mod parts;
 pub mod queue;
 pub mod retention;
 pub mod retry;
+pub mod schedules;
 pub mod views;
 pub mod watch_files;
 

@@ -8,8 +8,8 @@
 //! spring-forward change skips fires at the first instant after the gap; a time
 //! that a fall-back change repeats fires once. Each fire is one transaction: the
 //! fire row (unique on schedule + scheduled time), the job, the ingested-file
-//! rows and the cursor, so a crash leaves either all of it or none, and a
-//! restart never fires twice.
+//! rows and the cursor (written by `store::schedules`), so a crash leaves either
+//! all of it or none, and a restart never fires twice.
 //!
 //! Fires more than [`ON_TIME`] late were missed (the daemon was down or the
 //! machine asleep); the `misfire` policy says what happens to them. Time comes
@@ -25,12 +25,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, TimeZone, Utc};
-use r2d2_sqlite::rusqlite::{params, Connection, OptionalExtension};
+use r2d2_sqlite::rusqlite::Connection;
 use serde_json::{json, Value};
 
 use super::cron::Rule;
 use crate::config::{Config, Misfire, Schedule};
-use crate::store::jobs::{self, NewJob};
+use crate::store::jobs::NewJob;
+use crate::store::schedules::{self, FireRequest, ScheduledFile};
+pub use crate::store::schedules::{FireView, Fired};
 use crate::store::Store;
 
 /// A fire seen within this long after its time is on time; later, it was missed.
@@ -98,16 +100,7 @@ pub fn decide(rule: &Rule, t: DateTime<Utc>, now: DateTime<Utc>, misfire: Misfir
     }
 }
 
-/// A file in a schedule's directory, with the identity that says whether it
-/// was ingested before.
-struct Candidate {
-    path: String,
-    size: i64,
-    mtime_ns: i64,
-    inode: i64,
-}
-
-fn candidates(s: &Schedule) -> anyhow::Result<Vec<Candidate>> {
+fn candidates(s: &Schedule) -> anyhow::Result<Vec<ScheduledFile>> {
     let dir =
         std::fs::canonicalize(&s.dir).with_context(|| format!("reading schedule directory {}; create it or fix `dir`", s.dir.display()))?;
     let selection = crate::glob::Selection::new(s.regex_filter.as_deref(), None).map_err(|e| anyhow::anyhow!("regex_filter: {e}"))?;
@@ -129,7 +122,7 @@ fn candidates(s: &Schedule) -> anyhow::Result<Vec<Candidate>> {
         if !meta.file_type().is_file() || !super::watch::looks_complete(&path, meta.len()) {
             continue;
         }
-        out.push(Candidate {
+        out.push(ScheduledFile {
             path: path.to_string_lossy().into_owned(),
             size: meta.len() as i64,
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
@@ -138,16 +131,6 @@ fn candidates(s: &Schedule) -> anyhow::Result<Vec<Candidate>> {
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
-}
-
-/// One fire: what it did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fired {
-    pub scheduled_at: f64,
-    /// QUEUED (a job), EMPTY (nothing new), ERROR (the directory could not be read), or DUPLICATE (this fire time was taken before).
-    pub result: String,
-    pub job_id: Option<String>,
-    pub files: usize,
 }
 
 pub struct Scheduler {
@@ -175,13 +158,7 @@ impl Scheduler {
         for s in &config.schedule {
             let rule = Rule::new(&s.cron, s.timezone.as_deref()).map_err(|e| anyhow::anyhow!("schedule {:?}: {e}", s.name))?;
             let (name, now) = (s.name.clone(), secs(clock.now()));
-            let cursor: f64 = store.write_quiet(move |tx| {
-                tx.execute(
-                    "INSERT INTO schedules (name, cursor, created) VALUES (?1, ?2, ?2) ON CONFLICT (name) DO NOTHING",
-                    params![name, now],
-                )?;
-                Ok(tx.query_row("SELECT cursor FROM schedules WHERE name = ?1", [&name], |r| r.get(0))?)
-            })?;
+            let cursor = store.write_quiet(move |tx| schedules::cursor(tx, &name, now))?;
             cursors.insert(s.name.clone(), to_utc(cursor));
             rules.push((s.clone(), rule));
         }
@@ -229,18 +206,8 @@ impl Scheduler {
                     secs(*missed.last().unwrap()),
                     secs(last),
                 );
-                self.store.write(move |tx| {
-                    tx.execute(
-                        "UPDATE schedules SET cursor = MAX(cursor, ?2), missed = missed + ?3 WHERE name = ?1",
-                        params![name, to, n as i64],
-                    )?;
-                    jobs::event(
-                        tx,
-                        None,
-                        "schedule.missed",
-                        json!({"schedule": name, "count": n, "first": crate::clock::rfc3339(first), "last": crate::clock::rfc3339(last_missed)}),
-                    )
-                })?;
+                self.store
+                    .write(move |tx| schedules::missed(tx, &name, to, n, first, last_missed))?;
             }
             self.cursors.insert(s.name.clone(), last);
         }
@@ -256,117 +223,33 @@ pub fn run_now(store: &Store, config: &Config, name: &str, clock: &Clock) -> any
     fire(store, config, s, secs(clock.now()), true, false, None).map(Some)
 }
 
-/// One fire in one transaction: the fire row, the job and its files, and (for a
-/// cron fire) the cursor.
+/// One fire: the directory listed here, recorded (fire row, job, files,
+/// cursor) in one transaction by the store.
 fn fire(store: &Store, config: &Config, s: &Schedule, at: f64, manual: bool, late: bool, cursor: Option<f64>) -> anyhow::Result<Fired> {
-    let listed = candidates(s);
-    let error = listed.as_ref().err().map(|e| format!("{e:#}"));
-    let files = listed.unwrap_or_default();
     let settings = config.defaults.settings(s.batch_size, s.max_part_bytes, s.file_column.as_ref());
-    let name = s.name.clone();
-    let (data_dir, output_dir, priority, max_files) = (config.data_dir.clone(), s.output_dir.clone(), s.priority, s.max_files);
-    Ok(store.write(move |tx| {
-        let taken = tx.execute(
-            "INSERT INTO schedule_fires (schedule, scheduled_at, manual, fired_at, result, late) VALUES (?1, ?2, ?3, ?4, 'EMPTY', ?5)
-             ON CONFLICT (schedule, scheduled_at, manual) DO NOTHING",
-            params![name, at, manual, crate::clock::now(), late],
-        )? == 1;
-        if let Some(c) = cursor {
-            tx.execute("UPDATE schedules SET cursor = MAX(cursor, ?2) WHERE name = ?1", params![name, c])?;
-        }
-        let mut fired = Fired {
-            scheduled_at: at,
-            result: "DUPLICATE".into(),
-            job_id: None,
-            files: 0,
-        };
-        if !taken {
-            return Ok(fired);
-        }
-        let fire_id = tx.last_insert_rowid();
-        if let Some(e) = error {
-            tx.execute(
-                "UPDATE schedule_fires SET result = 'ERROR', error = ?2 WHERE id = ?1",
-                params![fire_id, e],
-            )?;
-            jobs::event(tx, None, "schedule.error", json!({"schedule": name, "error": e}))?;
-            fired.result = "ERROR".into();
-            return Ok(fired);
-        }
-        // Ingested before, by a job that did not fail: not again. A failed or
-        // cancelled job's files are tried again (its parts were removed).
-        let mut seen = tx.prepare_cached(
-            "SELECT 1 FROM schedule_files f LEFT JOIN jobs j ON j.id = f.job_id
-             WHERE f.schedule = ?1 AND f.path = ?2 AND f.size = ?3 AND f.mtime_ns = ?4 AND f.inode = ?5
-             AND (f.job_id IS NULL OR j.status NOT IN ('FAILED', 'CANCELLED'))",
-        )?;
-        let mut new = Vec::new();
-        for c in files {
-            if seen.exists(params![name, c.path, c.size, c.mtime_ns, c.inode])? {
-                continue;
-            }
-            new.push(c);
-        }
-        drop(seen);
-        // The first max_files new files by name; the rest wait for the next fire.
-        new.truncate(max_files.unwrap_or(usize::MAX));
-        fired.files = new.len();
-        if new.is_empty() {
-            fired.result = "EMPTY".into();
-            return Ok(fired);
-        }
-        let sources = new.iter().map(|c| c.path.clone()).collect();
-        let job = NewJob {
-            priority,
-            ..NewJob::ingest(
-                crate::ids::new_id(),
-                &data_dir,
-                output_dir.as_deref(),
-                sources,
-                settings,
-                "schedule",
-            )
-        };
-        jobs::create(tx, &job)?;
-        for c in &new {
-            tx.execute(
-                "INSERT OR REPLACE INTO schedule_files (schedule, path, size, mtime_ns, inode, job_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![name, c.path, c.size, c.mtime_ns, c.inode, job.id],
-            )?;
-        }
-        tx.execute(
-            "UPDATE schedule_fires SET result = 'QUEUED', job_id = ?2, files = ?3 WHERE id = ?1",
-            params![fire_id, job.id, new.len() as i64],
-        )?;
-        jobs::event(
-            tx,
-            Some(&job.id),
-            "schedule.fired",
-            json!({"schedule": name, "scheduled_at": crate::clock::rfc3339(at), "files": new.len(), "manual": manual, "late": late}),
-        )?;
-        fired.result = "QUEUED".into();
-        fired.job_id = Some(job.id);
-        Ok(fired)
-    })?)
+    let job = NewJob {
+        priority: s.priority,
+        ..NewJob::ingest(
+            crate::ids::new_id(),
+            &config.data_dir,
+            s.output_dir.as_deref(),
+            Vec::new(),
+            settings,
+            "schedule",
+        )
+    };
+    let req = FireRequest {
+        name: s.name.clone(),
+        at,
+        manual,
+        late,
+        cursor,
+        listing: candidates(s).map_err(|e| format!("{e:#}")),
+        max_files: s.max_files,
+        job,
+    };
+    Ok(store.write(move |tx| schedules::fire(tx, req))?)
 }
-
-/// A fire row as the API shows it.
-fn fire_json(r: &r2d2_sqlite::rusqlite::Row) -> r2d2_sqlite::rusqlite::Result<Value> {
-    Ok(json!({
-        "scheduled_at": crate::clock::rfc3339(r.get(0)?),
-        "fired_at": crate::clock::rfc3339(r.get(1)?),
-        "manual": r.get::<_, bool>(2)?,
-        "late": r.get::<_, bool>(3)?,
-        "result": r.get::<_, String>(4)?,
-        "files": r.get::<_, i64>(5)?,
-        "job_id": r.get::<_, Option<String>>(6)?,
-        "job_status": r.get::<_, Option<String>>(7)?,
-        "error": r.get::<_, Option<String>>(8)?,
-    }))
-}
-
-const FIRE_COLUMNS: &str = "f.scheduled_at, f.fired_at, f.manual, f.late, f.result, f.files, f.job_id, j.status, f.error
-     FROM schedule_fires f LEFT JOIN jobs j ON j.id = f.job_id";
 
 /// A schedule's state: next and last fire, last result and last success.
 pub struct State {
@@ -381,27 +264,8 @@ pub fn states(conn: &Connection, config: &Config) -> anyhow::Result<Vec<State>> 
     let mut out = Vec::new();
     for s in &config.schedule {
         let rule = Rule::new(&s.cron, s.timezone.as_deref()).map_err(|e| anyhow::anyhow!("schedule {:?}: {e}", s.name))?;
-        let row: Option<(f64, i64)> = conn
-            .query_row("SELECT cursor, missed FROM schedules WHERE name = ?1", [&s.name], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let next = row.and_then(|(c, _)| rule.next_after(to_utc(c)));
-        let last: Option<Value> = conn
-            .query_row(
-                &format!("SELECT {FIRE_COLUMNS} WHERE f.schedule = ?1 ORDER BY f.fired_at DESC, f.id DESC LIMIT 1"),
-                [&s.name],
-                fire_json,
-            )
-            .optional()?;
-        // Success: the fire found nothing new, or its job completed.
-        let last_success: Option<f64> = conn.query_row(
-            "SELECT MAX(COALESCE(j.finished, f.fired_at)) FROM schedule_fires f LEFT JOIN jobs j ON j.id = f.job_id
-             WHERE f.schedule = ?1 AND (f.result = 'EMPTY' OR j.status = 'COMPLETED')",
-            [&s.name],
-            |r| r.get(0),
-        )?;
-        let fires: i64 = conn.query_row("SELECT COUNT(*) FROM schedule_fires WHERE schedule = ?1", [&s.name], |r| r.get(0))?;
+        let stored = schedules::stored(conn, &s.name)?;
+        let next = stored.cursor.and_then(|(c, _)| rule.next_after(to_utc(c)));
         let json = json!({
             "name": s.name,
             "cron": s.cron,
@@ -410,16 +274,16 @@ pub fn states(conn: &Connection, config: &Config) -> anyhow::Result<Vec<State>> 
             "pattern": s.pattern,
             "misfire": s.misfire,
             "next_fire": next.map(|t| crate::clock::rfc3339(secs(t))),
-            "last_scheduled": row.map(|(c, _)| crate::clock::rfc3339(c)),
-            "last_fire": last,
-            "last_success": last_success.map(crate::clock::rfc3339),
-            "fires": fires,
-            "missed": row.map_or(0, |(_, m)| m),
+            "last_scheduled": stored.cursor.map(|(c, _)| crate::clock::rfc3339(c)),
+            "last_fire": stored.last_fire,
+            "last_success": stored.last_success.map(crate::clock::rfc3339),
+            "fires": stored.fires,
+            "missed": stored.cursor.map_or(0, |(_, m)| m),
         });
         out.push(State {
             name: s.name.clone(),
             next,
-            last_success,
+            last_success: stored.last_success,
             json,
         });
     }
@@ -427,12 +291,8 @@ pub fn states(conn: &Connection, config: &Config) -> anyhow::Result<Vec<State>> 
 }
 
 /// The last `limit` fires of one schedule, newest first.
-pub fn history(conn: &Connection, name: &str, limit: i64) -> anyhow::Result<Vec<Value>> {
-    let mut st = conn.prepare(&format!(
-        "SELECT {FIRE_COLUMNS} WHERE f.schedule = ?1 ORDER BY f.fired_at DESC, f.id DESC LIMIT ?2"
-    ))?;
-    let v = st.query_map(params![name, limit], fire_json)?.collect::<Result<Vec<_>, _>>()?;
-    Ok(v)
+pub fn history(conn: &Connection, name: &str, limit: i64) -> anyhow::Result<Vec<FireView>> {
+    Ok(schedules::history(conn, name, limit)?)
 }
 
 #[cfg(test)]

@@ -293,20 +293,20 @@ impl Watcher {
         match taken {
             Taken::Job => tracing::info!(watch = %w.name, job = id, "queued {}", processing.display()),
             Taken::Duplicate { job_id, name } => {
-                let dst = self.move_duplicate(w, processing)?;
                 let report = json!({"sha256": sha, "duplicate_of": {"job_id": job_id, "name": name},
                     "hint": "the same content was taken before; set duplicates = \"ingest\" on this watch to ingest it again"});
-                write_report(&dst, ".duplicate.json", &report)?;
+                let dst = self.move_duplicate(w, processing, Some(&report))?;
                 tracing::warn!(watch = %w.name, "{} has the same content as {name} (job {job_id}); moved to {}", processing.display(), dst.display());
             }
         }
         Ok(())
     }
 
-    /// Moves a skipped duplicate from `processing/` to `duplicates/` and records where.
-    fn move_duplicate(&self, w: &Watch, processing: &Path) -> anyhow::Result<PathBuf> {
+    /// Moves a skipped duplicate from `processing/` to `duplicates/` (its
+    /// report beside it first, when there is one) and records where.
+    fn move_duplicate(&self, w: &Watch, processing: &Path, report: Option<&serde_json::Value>) -> anyhow::Result<PathBuf> {
         let file = processing.file_name().unwrap_or_default().to_owned();
-        let dst = move_unique(processing, &dirs(w)[3].join(file))?;
+        let dst = move_unique(processing, &dirs(w)[3].join(file), report.map(|r| (".duplicate.json", r)))?;
         let _ = fs::remove_dir(processing.parent().expect("has a parent"));
         let (from, to) = (processing.to_string_lossy().into_owned(), dst.to_string_lossy().into_owned());
         self.store.write(move |tx| watch_files::duplicate_moved(tx, &from, &to))?;
@@ -337,7 +337,7 @@ impl Watcher {
         for (watch, processing) in self.store.read(watch_files::duplicates)? {
             let processing = PathBuf::from(processing);
             if let (Some(w), true) = (self.watches.iter().find(|w| w.name == watch), processing.exists()) {
-                self.move_duplicate(w, &processing)?;
+                self.move_duplicate(w, &processing, None)?;
             }
         }
         Ok(())
@@ -369,7 +369,7 @@ impl Watcher {
                 }
             } else if f.status == JobStatus::Completed {
                 match w.on_success {
-                    OnSuccess::Move => (Disposition::Done, Some(move_unique(&from, &done.join(&f.name))?)),
+                    OnSuccess::Move => (Disposition::Done, Some(move_unique(&from, &done.join(&f.name), None)?)),
                     OnSuccess::Delete if from.is_dir() => {
                         fs::remove_dir_all(&from).with_context(|| format!("deleting {}", from.display()))?;
                         (Disposition::Deleted, None)
@@ -383,9 +383,9 @@ impl Watcher {
             } else if was_failed {
                 (Disposition::Failed, Some(from.clone()))
             } else {
-                let dst = move_unique(&from, &failed.join(&f.name))?;
                 let error = f.error.as_deref().and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok());
-                write_report(&dst, ".error.json", &json!({"status": f.status, "error": error}))?;
+                let report = json!({"status": f.status, "error": error});
+                let dst = move_unique(&from, &failed.join(&f.name), Some((".error.json", &report)))?;
                 (Disposition::Failed, Some(dst))
             };
             crate::failpoint::hit("watch.finalize.moved");
@@ -475,13 +475,18 @@ fn write_report(file: &Path, suffix: &str, report: &serde_json::Value) -> anyhow
     fs::write(&path, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", Path::new(&path).display()))
 }
 
-/// Renames `from` to `to`, or to `to` with a `-N` suffix when that name is taken.
-fn move_unique(from: &Path, to: &Path) -> anyhow::Result<PathBuf> {
+/// Renames `from` to `to`, or to `to` with a `-N` suffix when that name is
+/// taken. A report (suffix, body) is written beside the destination first, so
+/// whoever sees the file there finds its report too.
+fn move_unique(from: &Path, to: &Path, report: Option<(&str, &serde_json::Value)>) -> anyhow::Result<PathBuf> {
     let mut dst = to.to_path_buf();
     let mut n = 1;
     while dst.symlink_metadata().is_ok() {
         n += 1;
         dst = to.with_file_name(format!("{}-{n}", to.file_name().unwrap_or_default().to_string_lossy()));
+    }
+    if let Some((suffix, body)) = report {
+        write_report(&dst, suffix, body)?;
     }
     if from.exists() {
         fs::rename(from, &dst).with_context(|| format!("moving {} to {}", from.display(), dst.display()))?;
