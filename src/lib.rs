@@ -9,15 +9,18 @@
 //!   read pool, `StoreError`; `jobs` and `parts` are the only writers of the
 //!   jobs, tasks and parts tables, `views` builds what the API shows (typed
 //!   `PartView`), `model` holds the lifecycle words (`JobStatus`, `TaskKind`,
-//!   `PartState`), `queue` the fair claim and the pause switch, plus
-//!   `counters` and `retention`. It imports no caller.
+//!   `PartState`), `queue` the fair claim and the pause switch, `retry`
+//!   (a job run again), `watch_files`, `schedules` and `campaigns` (the
+//!   triggers' and the campaign runner's tables), plus `counters` and
+//!   `retention`. All SQL is here; it imports no caller.
 //! - [`view`]: what a job looks like to people and programs (`JobView`: rate,
 //!   ETA, health, the status message), made from the store's facts.
 //! - [`engine`]: workers that claim and run PLAN/PACK/HOOK/FINISH tasks;
 //!   PLAN and PACK run `engine::exec` in worker processes (`pool`, `worker`)
 //!   or on the engine's threads; `space` holds tasks back while disk is short,
 //!   `supervise` enforces timeouts and feeds systemd.
-//! - [`campaign`]: parent jobs and the sequential, resumable campaign runner.
+//! - [`campaign`]: the sequential, resumable campaign runner (lists the
+//!   collection, drives `store::campaigns`).
 //! - [`hooks`]: site programs run after each part and each job.
 //! - [`http`]: the JSON API — the server, one route table, token auth, one
 //!   file per resource; [`daemon`] ties store, engine and API together.
@@ -32,7 +35,8 @@
 //! Leaf modules, used everywhere and depending on nothing of ours (`fsx` on the
 //! error type only): [`text`] (numbers and durations for people), [`clock`]
 //! (times as stored and shown), [`ids`] (job ids, random bits), [`fsx`] (file
-//! hashes, directory fsync), [`glob`] (file-name globs), [`signals`] (the
+//! hashes, directory fsync), [`glob`] (file-name globs, `regex_filter` and
+//! `max_files`), [`signals`] (the
 //! event bell, stop requests, process signals), [`mem`] (free heap returned to
 //! the system). Apart from `split`'s readers
 //! and their shared entry type, no two modules import each other.

@@ -29,9 +29,7 @@ impl Engine {
         let (queued, paused) = self
             .store
             .read(|c| {
-                let queued = c.query_row("SELECT COUNT(*) FROM jobs WHERE status IN ('QUEUED', 'PROCESSING')", [], |r| {
-                    r.get::<_, i64>(0)
-                })?;
+                let queued = queue::jobs_waiting_or_running(c)?;
                 Ok((queued, queue::queue_state(c)?.paused))
             })
             .unwrap_or((-1, false));

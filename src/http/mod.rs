@@ -6,7 +6,7 @@
 //! calls the endpoint's handler. One file per resource holds the handlers:
 //! `jobs`, `campaigns`, `schedules`, `clean`, `metrics`, `ui`; what
 //! they answer is a `reply::Reply`. Handlers read through the store's pool and
-//! write through its writer thread; the SQL is the store's and the campaign's.
+//! write through its writer thread; all SQL is the store's.
 
 mod auth;
 mod campaigns;

@@ -174,3 +174,12 @@ pub fn next_ready_in(conn: &Connection, claim: Claim) -> StoreResult<Option<f64>
     .map(|v| v.map(|nb| (nb - now()).max(0.0)))
     .map_err(Into::into)
 }
+
+/// Jobs QUEUED or PROCESSING (systemd's STATUS line).
+pub fn jobs_waiting_or_running(c: &Connection) -> StoreResult<i64> {
+    Ok(
+        c.query_row("SELECT COUNT(*) FROM jobs WHERE status IN ('QUEUED', 'PROCESSING')", [], |r| {
+            r.get(0)
+        })?,
+    )
+}

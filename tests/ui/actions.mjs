@@ -60,7 +60,12 @@ try {
   await page.selectOption("#f-status", "");
   await page.fill("#f-label", "lab:herbarium");
   await page.press("#f-label", "Enter");
-  await page.waitForFunction(() => document.querySelectorAll("#jobs tbody tr[data-id]").length === 1, null, { timeout: 15000 });
+  // The labelled job alone (the FAILED view left by step 3 also had one row for a moment).
+  await page.waitForFunction((id) => {
+    const rows = document.querySelectorAll("#jobs tbody tr[data-id]");
+    return rows.length === 1 && rows[0].dataset.id === id && document.querySelector("#f-status").value === "";
+  }, failedId, { timeout: 15000 });
+  await page.waitForTimeout(1100); // another refresh: still only that one
   result.label_rows = await ids();
   await page.fill("#f-label", "");
   await page.press("#f-label", "Enter");
