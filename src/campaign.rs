@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::store::campaigns::{self, Child};
+use crate::store::campaign_batches::{self as campaigns, Child};
 pub use crate::store::campaigns::{
     facts, failed_children, list, queue_batch, retry_failed, set_running, start, CampaignFacts, NewBatch, RATE_WINDOW,
 };

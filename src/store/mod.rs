@@ -7,6 +7,7 @@
 //! The last `Store` to be dropped waits for the writer to checkpoint the WAL and
 //! close, so from then on the database file alone is the whole database.
 
+pub mod campaign_batches;
 pub mod campaigns;
 pub mod counters;
 pub mod jobs;
