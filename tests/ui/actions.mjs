@@ -7,7 +7,7 @@
 //
 // Prints one JSON object (what the page showed) on stdout; exits non-zero with
 // the reason on any failed expectation.
-import { failedWith, failer, launch } from "./browser.mjs";
+import { failedWith, failer, finish, launch, openPage } from "./browser.mjs";
 
 const [base, token, failedId, draftId, doneId, saveTo, shot] = process.argv.slice(2);
 const fail = failer("dashboard actions test");
@@ -18,10 +18,8 @@ let page = null;
 const result = {};
 try {
   ctx = await browser.newContext({ viewport: { width: 1500, height: 1200 }, acceptDownloads: true });
-  page = await ctx.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  let errors;
+  ({ page, errors } = await openPage(ctx));
   await page.goto(base + "/ui/#token=" + encodeURIComponent(token));
   await page.locator("#conn").filter({ hasText: "live" }).waitFor({ timeout: 30000 });
   const rows = page.locator("#jobs tbody tr[data-id]");
@@ -100,9 +98,7 @@ try {
   await page.locator('#watches tbody tr[data-watch="inbox"] td.waiting').filter({ hasText: "waiting.zip" }).waitFor({ timeout: 15000 });
   result.waiting = await page.locator('#watches tbody tr[data-watch="inbox"] td.waiting').innerText();
   await page.waitForTimeout(1100); // one more poll after the last action, for the screenshot
-  if (errors.length) fail("page errors: " + errors.join(" | "));
-  await page.screenshot({ path: shot, fullPage: true });
-  console.log(JSON.stringify(result));
+  await finish(fail, page, errors, shot, result);
 } catch (e) {
   await failedWith(fail, page, e);
 } finally {

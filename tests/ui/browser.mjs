@@ -20,3 +20,19 @@ export async function failedWith(fail, page, e) {
   const conn = page ? await page.locator("#conn").innerText().catch(() => "?") : "no page";
   fail(String(e && e.stack || e) + "\n#conn: " + conn);
 }
+
+// A page whose script errors and console errors are collected in `errors`.
+export async function openPage(ctx) {
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  return { page, errors };
+}
+
+// The end of a run: no page errors, a full-page screenshot, what the page showed on stdout.
+export async function finish(fail, page, errors, shot, result) {
+  if (errors.length) fail("page errors: " + errors.join(" | "));
+  await page.screenshot({ path: shot, fullPage: true });
+  console.log(JSON.stringify(result));
+}

@@ -7,7 +7,7 @@
 //
 // Prints one JSON object (what the page showed) on stdout; exits non-zero with
 // the reason on any failed expectation.
-import { failedWith, failer, launch } from "./browser.mjs";
+import { failedWith, failer, finish, launch, openPage } from "./browser.mjs";
 
 const [base, token, parent, shot] = process.argv.slice(2);
 const fail = failer("dashboard test");
@@ -32,10 +32,8 @@ try {
 
   // 2. Token in the fragment: taken, kept in sessionStorage, wiped from the URL.
   ctx = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
-  page = await ctx.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  let errors;
+  ({ page, errors } = await openPage(ctx));
   await page.goto(base + "/ui/#token=" + encodeURIComponent(token));
   await page.locator("#app").waitFor({ state: "visible", timeout: 10000 });
   if (page.url().includes("token")) fail("the token stayed in the URL: " + page.url());
@@ -94,9 +92,7 @@ try {
   await page.screenshot({ path: shot.replace(/\.png$/, "-paused.png"), fullPage: false });
   await page.locator("#queue-toggle").filter({ hasText: "Resume queue" }).click();
   await page.locator("#queue-state").filter({ hasText: "running" }).waitFor({ timeout: 5000 });
-  if (errors.length) fail("page errors: " + errors.join(" | "));
-  await page.screenshot({ path: shot, fullPage: true });
-  console.log(JSON.stringify(result));
+  await finish(fail, page, errors, shot, result);
 } catch (e) {
   await failedWith(fail, page, e);
 } finally {
