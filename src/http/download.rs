@@ -7,7 +7,9 @@
 
 use std::path::Path;
 
-use tiny_http::Request;
+use std::io::{Read, Seek, Write};
+
+use tiny_http::{Method, Request, StatusCode};
 
 use super::reply::{fail, internal, FileBody, Reply};
 use super::Api;
@@ -125,6 +127,40 @@ impl Api {
             ..text(status, headers)
         })
     }
+}
+
+/// Sends a file body on the request's own connection, in 1 MiB writes.
+/// tiny_http copies a response body through a type-erased reader with an
+/// 8 KiB buffer (131,072 `sendto` calls a GiB, measured with strace; ~800
+/// MB/s on loopback), so a download writes its status line, headers and body
+/// itself. The connection stays usable: tiny_http writes the next response on
+/// it only after this writer is dropped. A HEAD gets the headers alone.
+pub(super) fn send_file(req: Request, status: u16, content_type: &str, headers: &[(&str, String)], f: FileBody) -> std::io::Result<()> {
+    let head_only = *req.method() == Method::Head;
+    let FileBody { mut file, offset, len } = f;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    let mut out = req.into_writer();
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nServer: batchd\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n",
+        StatusCode(status).default_reason_phrase()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    out.write_all(head.as_bytes())?;
+    if !head_only {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut body = file.take(len);
+        loop {
+            let n = body.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])?;
+        }
+    }
+    out.flush()
 }
 
 #[cfg(test)]

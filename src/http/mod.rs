@@ -121,34 +121,13 @@ impl Api {
     }
 
     fn send(&self, req: Request, r: Reply) {
-        let mut headers = vec![Header::from_bytes("Content-Type", r.content_type).expect("valid header")];
-        for (k, v) in r.headers {
-            headers.push(Header::from_bytes(k, v.as_bytes()).expect("valid header"));
-        }
         let sent = match r.file {
-            // tiny_http sends no body for HEAD, but keeps the Content-Length.
-            Some(mut f) => {
-                use std::io::Seek;
-                // A large read buffer: io::copy then moves the part in 1 MiB steps.
-                let reader = f
-                    .file
-                    .seek(std::io::SeekFrom::Start(f.offset))
-                    .map(|_| std::io::BufReader::with_capacity(1 << 20, f.file.take(f.len)));
-                match reader {
-                    // Never chunked: a download needs its Content-Length (progress, resuming).
-                    Ok(reader) => req.respond(
-                        Response::new(r.status.into(), headers, reader, Some(f.len as usize), None).with_chunked_threshold(usize::MAX),
-                    ),
-                    Err(e) => {
-                        tracing::error!("reading a part to send: {e}");
-                        req.respond(Response::from_string(r.body).with_status_code(500))
-                    }
-                }
-            }
+            Some(f) => download::send_file(req, r.status, r.content_type, &r.headers, f),
             None => {
                 let mut resp = Response::from_string(r.body).with_status_code(r.status);
-                for h in headers {
-                    resp.add_header(h);
+                resp.add_header(Header::from_bytes("Content-Type", r.content_type).expect("valid header"));
+                for (k, v) in r.headers {
+                    resp.add_header(Header::from_bytes(k, v.as_bytes()).expect("valid header"));
                 }
                 req.respond(resp)
             }

@@ -95,6 +95,24 @@ fn parts_download_whole_in_ranges_and_with_batchd_fetch() {
     assert_eq!(get_with(&d, "/v1/jobs/nope/parts/1/content", &[]).status, 404);
     assert_eq!(http(d.addr(), None, "GET", &url, None, &[]).status, 401);
 
+    // The connection stays usable after a download: a second request on it is answered.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(d.addr()).unwrap();
+        let auth = format!("Authorization: Bearer {}", d.token());
+        let two = format!(
+            "GET {url} HTTP/1.1\r\nHost: x\r\n{auth}\r\nRange: bytes=0-9\r\n\r\nGET /v1/jobs/{id} HTTP/1.1\r\nHost: x\r\n{auth}\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(two.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 206"), "{text}");
+        let second = text.find("HTTP/1.1 200").expect("the second response");
+        assert_eq!(&out[text.find("\r\n\r\n").unwrap() + 4..][..10], &disk[..10]);
+        assert!(text[second..].contains(&format!("\"id\":\"{id}\"")), "{text}");
+    }
+
     // batchd fetch: every part, checked; a partial download resumes.
     let out = env.path("fetched");
     std::fs::create_dir_all(&out).unwrap();
