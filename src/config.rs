@@ -215,7 +215,20 @@ fn yes() -> bool {
     true
 }
 
+/// A trigger's `regex_filter` and `max_files`, checked; the error names the key.
+fn selection(regex_filter: Option<&str>, max_files: Option<usize>) -> anyhow::Result<crate::glob::Selection> {
+    if max_files == Some(0) {
+        anyhow::bail!("invalid value for `max_files`: must be at least 1");
+    }
+    crate::glob::Selection::new(regex_filter, max_files).map_err(|e| anyhow::anyhow!("invalid value for `regex_filter`: {e}"))
+}
+
 impl Schedule {
+    /// Its `regex_filter` and `max_files`, checked.
+    pub fn selection(&self) -> anyhow::Result<crate::glob::Selection> {
+        selection(self.regex_filter.as_deref(), self.max_files)
+    }
+
     /// A schedule firing on `cron` (in UTC) over `dir`, every other key at its default.
     pub fn new(name: &str, cron: &str, dir: PathBuf) -> Schedule {
         Schedule {
@@ -240,11 +253,7 @@ impl Schedule {
 impl Watch {
     /// Its `regex_filter` and `max_files`, checked.
     pub fn selection(&self) -> anyhow::Result<crate::glob::Selection> {
-        if self.max_files == Some(0) {
-            anyhow::bail!("invalid value for `max_files`: must be at least 1");
-        }
-        crate::glob::Selection::new(self.regex_filter.as_deref(), self.max_files)
-            .map_err(|e| anyhow::anyhow!("invalid value for `regex_filter`: {e}"))
+        selection(self.regex_filter.as_deref(), self.max_files)
     }
 
     /// A watch on `dir` with every other key at its default.
@@ -531,11 +540,8 @@ impl Config {
             if s.max_part_bytes == Some(0) {
                 return bad("schedule.max_part_bytes", "must be at least 1 (leave it out for no cap)");
             }
-            if let Err(e) = crate::glob::Selection::new(s.regex_filter.as_deref(), s.max_files) {
-                return Err(anyhow::anyhow!("schedule {:?}: invalid value for `regex_filter`: {e}", s.name));
-            }
-            if s.max_files == Some(0) {
-                return bad("schedule.max_files", "must be at least 1");
+            if let Err(e) = s.selection() {
+                return Err(anyhow::anyhow!("schedule {:?}: {e}", s.name));
             }
         }
         if self.http.max_body_bytes < 1024 {

@@ -27,11 +27,6 @@ pub struct FetchArgs {
     pub daemon: DaemonArgs,
 }
 
-/// SHA-256 of a file, or None when it cannot be read.
-fn sha256_of(path: &Path) -> Option<String> {
-    crate::fsx::hash_file(path).ok()
-}
-
 pub fn fetch(args: FetchArgs) -> anyhow::Result<()> {
     let client = Client::connect(&args.daemon)?;
     let list = client.ok("GET", &format!("/v1/jobs/{}/parts", args.job), None)?;
@@ -45,7 +40,7 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<()> {
         };
         let name = Path::new(&p.path).file_name().context("a part path has a file name")?;
         let dest = args.out.join(name);
-        if sha256_of(&dest).as_deref() == Some(sha) {
+        if crate::fsx::hash_file(&dest).is_ok_and(|h| h == sha) {
             kept += 1;
             continue;
         }
@@ -104,7 +99,7 @@ fn fetch_part(client: &Client, job: &str, p: &PartView, sha: &str, dest: &Path) 
             p.n
         );
     }
-    let got = sha256_of(&partial).with_context(|| format!("reading {}", partial.display()))?;
+    let got = crate::fsx::hash_file(&partial)?;
     if got != sha {
         let _ = fs::remove_file(&partial);
         bail!(

@@ -401,13 +401,7 @@ impl Engine {
             .sources
             .get(source_n as usize - 1)
             .ok_or_else(|| anyhow::anyhow!("job {} has no source {source_n}", job.id))?;
-        let mut opts = SplitOptions::new(source, &job.out_dir);
-        opts.batch_size = job.settings.batch_size;
-        opts.max_part_bytes = job.settings.max_part_bytes;
-        opts.manifest = job.settings.manifest.clone();
-        opts.file_column = job.settings.file_column.clone();
-        opts.compression = job.settings.compression;
-        opts.on_missing_file = job.settings.on_missing_file;
+        let mut opts = job.settings.split_options(source, &job.out_dir);
         opts.jobs = 1; // parallelism comes from the engine's workers
         Ok(opts)
     }

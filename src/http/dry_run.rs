@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::reply::{reply, Reply};
 use super::Api;
-use crate::split::{self, OnMissing, SplitOptions};
+use crate::split::{self, OnMissing};
 use crate::store::jobs::Settings;
 
 /// At most this many missing-file rows are listed per source (all are counted).
@@ -75,12 +75,7 @@ impl Api {
     }
 
     fn plan_one(&self, source: &str, settings: &Settings, out_dir: &std::path::Path) -> SourcePlan {
-        let mut opts = SplitOptions::new(source, out_dir);
-        opts.batch_size = settings.batch_size;
-        opts.max_part_bytes = settings.max_part_bytes;
-        opts.manifest = settings.manifest.clone();
-        opts.file_column = settings.file_column.clone();
-        opts.compression = settings.compression;
+        let mut opts = settings.split_options(source, &out_dir.to_string_lossy());
         opts.on_missing_file = OnMissing::Skip;
         opts.dry_run = true;
         let mut out = SourcePlan {

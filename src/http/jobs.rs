@@ -276,7 +276,9 @@ impl Api {
         let out_dir = b.output_dir.as_deref().map(|d| self.check_output_dir(d)).transpose()?;
         let id = crate::ids::new_id();
         if b.dry_run {
-            let dir = out_dir.clone().unwrap_or_else(|| self.config.data_dir.join("parts").join(&id));
+            let dir = out_dir
+                .clone()
+                .unwrap_or_else(|| NewJob::default_out_dir(&self.config.data_dir, &id));
             let mut r = self.dry_run(&sources, &settings, &dir);
             if !expanded.is_empty() {
                 let mut v: Value = serde_json::from_str(&r.body).map_err(internal)?;

@@ -4,7 +4,8 @@
 //! which looks the request up in the one route table (`routes`), refuses a
 //! wrong method with the methods the path takes, checks the token (`auth`) and
 //! calls the endpoint's handler. One file per resource holds the handlers:
-//! `jobs`, `campaigns`, `schedules`, `clean`, `metrics`, `ui`; what
+//! `jobs` (with `retry`, `download`, `dry_run`, `sources`), `campaigns`,
+//! `schedules`, `watches`, `stats`, `queue`, `clean`, `metrics`, `ui`; what
 //! they answer is a `reply::Reply`. Handlers read through the store's pool and
 //! write through its writer thread; all SQL is the store's.
 
@@ -21,6 +22,7 @@ mod retry;
 mod routes;
 mod schedules;
 mod sources;
+mod stats;
 mod ui;
 mod watches;
 

@@ -53,7 +53,7 @@ impl Api {
         let new_id = crate::ids::new_id();
         // Parts went to DATA_DIR/parts/{id} unless the job named a directory: a
         // new job gets its own default directory, or the same named one.
-        let default_dir = self.config.data_dir.join("parts").join(id);
+        let default_dir = NewJob::default_out_dir(&self.config.data_dir, id);
         let out_dir = (Path::new(&old.out_dir) != default_dir).then(|| Path::new(&old.out_dir).to_path_buf());
         let job = NewJob {
             priority: old.priority,

@@ -42,25 +42,25 @@ pub fn per_minute(c: &Connection, now: f64, minutes: i64) -> StoreResult<Vec<Min
             ..Minute::default()
         })
         .collect();
-    let slot = |t: f64| ((t as i64 - start) / 60) as usize;
-    let mut st = c.prepare_cached("SELECT finished, rows FROM parts WHERE state = 'DONE' AND finished >= ?1")?;
-    for r in st.query_map([start as f64], |r| Ok((r.get::<_, f64>(0)?, r.get::<_, i64>(1)?)))? {
-        let (t, rows) = r?;
-        if let Some(m) = out.get_mut(slot(t)) {
-            m.rows += rows;
+    let mut rows = c.prepare_cached(
+        "SELECT CAST((finished - ?1) / 60 AS INTEGER), SUM(rows) FROM parts WHERE state = 'DONE' AND finished >= ?1 GROUP BY 1",
+    )?;
+    for r in rows.query_map([start as f64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
+        let (slot, n) = r?;
+        if let Some(m) = out.get_mut(slot as usize) {
+            m.rows = n;
         }
     }
-    let mut st = c.prepare_cached(
-        "SELECT finished, status FROM jobs WHERE finished >= ?1 AND kind = 'ingest' AND status IN ('COMPLETED', 'FAILED')",
+    let mut jobs = c.prepare_cached(
+        "SELECT CAST((finished - ?1) / 60 AS INTEGER), SUM(status = 'COMPLETED'), SUM(status = 'FAILED') FROM jobs
+         WHERE finished >= ?1 AND kind = 'ingest' AND status IN ('COMPLETED', 'FAILED') GROUP BY 1",
     )?;
-    for r in st.query_map([start as f64], |r| Ok((r.get::<_, f64>(0)?, r.get::<_, String>(1)?)))? {
-        let (t, status) = r?;
-        if let Some(m) = out.get_mut(slot(t)) {
-            if status == "COMPLETED" {
-                m.jobs_completed += 1;
-            } else {
-                m.jobs_failed += 1;
-            }
+    for r in jobs.query_map([start as f64], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    })? {
+        let (slot, completed, failed) = r?;
+        if let Some(m) = out.get_mut(slot as usize) {
+            (m.jobs_completed, m.jobs_failed) = (completed, failed);
         }
     }
     Ok(out)

@@ -30,6 +30,21 @@ pub struct Settings {
     pub file_column: Option<String>,
 }
 
+impl Settings {
+    /// Split options for one source of a job with these settings, its parts
+    /// going to `out`. The one place a job's settings become a split's.
+    pub fn split_options(&self, source: &str, out: &str) -> crate::split::SplitOptions {
+        let mut opts = crate::split::SplitOptions::new(source, out);
+        opts.batch_size = self.batch_size;
+        opts.max_part_bytes = self.max_part_bytes;
+        opts.manifest = self.manifest.clone();
+        opts.file_column = self.file_column.clone();
+        opts.compression = self.compression;
+        opts.on_missing_file = self.on_missing_file;
+        opts
+    }
+}
+
 /// What a client calls a job: a name, a description, labels and its own id
 /// (a batch name, a download id), returned everywhere and passed to hooks.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -82,10 +97,15 @@ pub struct CampaignLink {
 }
 
 impl NewJob {
+    /// Where a job's parts go when the request names no directory.
+    pub fn default_out_dir(data_dir: &Path, id: &str) -> std::path::PathBuf {
+        data_dir.join("parts").join(id)
+    }
+
     /// An ingest job, queued at once, whose parts go to `out_dir` or, by
-    /// default, to `DATA_DIR/parts/{id}` (the one place that rule lives).
+    /// default, to `DATA_DIR/parts/{id}` ([`NewJob::default_out_dir`]).
     pub fn ingest(id: String, data_dir: &Path, out_dir: Option<&Path>, sources: Vec<String>, settings: Settings, trigger: &str) -> NewJob {
-        let out_dir = out_dir.map_or_else(|| data_dir.join("parts").join(&id), Path::to_path_buf);
+        let out_dir = out_dir.map_or_else(|| NewJob::default_out_dir(data_dir, &id), Path::to_path_buf);
         NewJob {
             out_dir: out_dir.to_string_lossy().into_owned(),
             id,

@@ -113,6 +113,18 @@ words! {
 }
 
 words! {
+    /// Where a watched file went when its job ended (a skipped duplicate:
+    /// `duplicates`).
+    Disposition {
+        Done = "done",
+        Failed = "failed",
+        Deleted = "deleted",
+        Kept = "kept",
+        Duplicates = "duplicates",
+    }
+}
+
+words! {
     /// Where a task stands.
     TaskState {
         Waiting = "WAITING",

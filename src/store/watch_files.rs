@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::jobs::{self, NewJob};
+pub use super::model::Disposition;
 use super::model::JobStatus;
 use super::{StoreResult, Tx};
 use crate::clock::now;
@@ -31,29 +32,6 @@ pub struct Ended {
     pub path: String,
     pub status: JobStatus,
     pub error: Option<String>,
-}
-
-/// Where a watched file went when its job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Disposition {
-    Done,
-    Failed,
-    Deleted,
-    Kept,
-    Duplicates,
-}
-
-impl Disposition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Disposition::Done => "done",
-            Disposition::Failed => "failed",
-            Disposition::Deleted => "deleted",
-            Disposition::Kept => "kept",
-            Disposition::Duplicates => "duplicates",
-        }
-    }
 }
 
 /// What a job's view says of the watched file it came from.
@@ -168,8 +146,8 @@ pub fn duplicates(c: &Connection) -> StoreResult<Vec<(String, String)>> {
 /// Records where a skipped duplicate went.
 pub fn duplicate_moved(tx: &Tx, processing: &str, to: &str) -> StoreResult<()> {
     tx.execute(
-        "UPDATE watch_files SET disposition = 'duplicates', final_path = ?2 WHERE processing_path = ?1 AND outcome = 'DUPLICATE'",
-        params![processing, to],
+        "UPDATE watch_files SET disposition = ?3, final_path = ?2 WHERE processing_path = ?1 AND outcome = 'DUPLICATE'",
+        params![processing, to, Disposition::Duplicates],
     )?;
     Ok(())
 }
@@ -209,7 +187,7 @@ pub fn any_in_progress(c: &Connection) -> StoreResult<bool> {
 pub fn finished(tx: &Tx, f: &Ended, disposition: Disposition, path: Option<&str>) -> StoreResult<()> {
     tx.execute(
         "UPDATE watch_files SET state = 'DONE', finished = ?2, outcome = ?3, disposition = ?4, final_path = ?5 WHERE id = ?1",
-        params![f.row, now(), f.status, disposition.as_str(), path],
+        params![f.row, now(), f.status, disposition, path],
     )?;
     if let Some(p) = path {
         tx.execute("UPDATE sources SET path = ?2 WHERE job_id = ?1 AND n = 1", params![f.job_id, p])?;
@@ -239,12 +217,11 @@ pub fn for_job(c: &Connection, job_id: &str) -> StoreResult<Option<WatchedFile>>
     )?;
     Ok(st
         .query_row([job_id], |r| {
-            let disposition: Option<String> = r.get(3)?;
             Ok(WatchedFile {
                 watch: r.get(0)?,
                 name: r.get(1)?,
                 sha256: r.get(2)?,
-                disposition: disposition.and_then(|d| serde_json::from_value(json!(d)).ok()),
+                disposition: r.get(3)?,
                 path: r.get(4)?,
             })
         })
@@ -262,14 +239,14 @@ pub struct WatchSummary {
     pub failed: i64,
     /// Files skipped as duplicates of content taken before.
     pub duplicates: i64,
-    pub last_taken: Option<Taken1>,
+    pub last_taken: Option<TakenFile>,
     /// The last few failures, newest first.
-    pub recent_failures: Vec<Taken1>,
+    pub recent_failures: Vec<TakenFile>,
 }
 
 /// One taken file: its name, its job, when, and where it is now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Taken1 {
+pub struct TakenFile {
     pub name: String,
     pub job_id: Option<String>,
     /// When it was detected (last_taken) or its job ended (failures), RFC 3339.
@@ -284,8 +261,8 @@ pub fn summary(c: &Connection, watch: &str) -> StoreResult<WatchSummary> {
         [watch],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
-    let one = |r: &r2d2_sqlite::rusqlite::Row| -> r2d2_sqlite::rusqlite::Result<Taken1> {
-        Ok(Taken1 {
+    let one = |r: &r2d2_sqlite::rusqlite::Row| -> r2d2_sqlite::rusqlite::Result<TakenFile> {
+        Ok(TakenFile {
             name: r.get(0)?,
             job_id: r.get(1)?,
             at: crate::clock::rfc3339(r.get(2)?),

@@ -103,7 +103,9 @@ pub fn decide(rule: &Rule, t: DateTime<Utc>, now: DateTime<Utc>, misfire: Misfir
 fn candidates(s: &Schedule) -> anyhow::Result<Vec<ScheduledFile>> {
     let dir =
         std::fs::canonicalize(&s.dir).with_context(|| format!("reading schedule directory {}; create it or fix `dir`", s.dir.display()))?;
-    let selection = crate::glob::Selection::new(s.regex_filter.as_deref(), None).map_err(|e| anyhow::anyhow!("regex_filter: {e}"))?;
+    // Only the expression here: max_files counts new files, after the store
+    // has left out those ingested before.
+    let selection = s.selection()?;
     let mut out = Vec::new();
     for item in std::fs::read_dir(&dir)
         .with_context(|| format!("listing {}", dir.display()))?

@@ -307,49 +307,53 @@ fn max_part_bytes_caps_every_part_but_a_single_larger_file() {
         entries.push(file(&format!("f{i}.bin"), bytes(i as u64, s)));
     }
     entries.insert(0, file("manifest.csv", manifest));
-    let src = env.archive("tar", "sized.tar", &entries);
     let d = Daemon::start();
-    let id = d.create(&json!({"sources": [d.stage(&src)], "batch_size": 100, "max_part_bytes": cap}));
-    let job = d.wait_job(&id, Duration::from_secs(60));
-    assert_eq!(job["status"], "COMPLETED", "{job}");
-    assert_eq!(job["settings"]["max_part_bytes"], cap);
-    let dir = PathBuf::from(job["out_dir"].as_str().unwrap());
-    let parts = inspect(&dir);
-    let mut rows = Vec::new();
-    let mut oversized = Vec::new();
-    for (name, p) in &parts.parts {
-        let data: Vec<&(String, Vec<u8>)> = p.entries[1..].iter().collect();
-        let payload: usize = data.iter().map(|(_, b)| b.len()).sum();
-        if payload as u64 > cap {
-            assert_eq!(data.len(), 1, "{name}: {payload} bytes in {} files", data.len());
-            oversized.push(name.clone());
+    // Every kind of source: TAR and ZIP are planned from their index; a TAR.GZ
+    // with a byte cap is planned before it is packed (not in one pass).
+    for format in ["tar", "zip", "tar.gz"] {
+        let src = env.archive(format, &format!("sized.{format}"), &entries);
+        let id = d.create(&json!({"sources": [d.stage(&src)], "batch_size": 100, "max_part_bytes": cap}));
+        let job = d.wait_job(&id, Duration::from_secs(60));
+        assert_eq!(job["status"], "COMPLETED", "{job}");
+        assert_eq!(job["settings"]["max_part_bytes"], cap);
+        let dir = PathBuf::from(job["out_dir"].as_str().unwrap());
+        let parts = inspect(&dir);
+        let mut rows = Vec::new();
+        let mut oversized = Vec::new();
+        for (name, p) in &parts.parts {
+            let data: Vec<&(String, Vec<u8>)> = p.entries[1..].iter().collect();
+            let payload: usize = data.iter().map(|(_, b)| b.len()).sum();
+            if payload as u64 > cap {
+                assert_eq!(data.len(), 1, "{name}: {payload} bytes in {} files", data.len());
+                oversized.push(name.clone());
+            }
+            for (n, b) in data {
+                let i: usize = n.trim_start_matches('f').trim_end_matches(".bin").parse().unwrap();
+                assert_eq!(b, &bytes(i as u64, sizes[i]));
+            }
         }
-        for (n, b) in data {
-            let i: usize = n.trim_start_matches('f').trim_end_matches(".bin").parse().unwrap();
-            assert_eq!(b, &bytes(i as u64, sizes[i]));
-        }
-    }
-    rows.extend(parts.manifest_rows());
-    rows.sort_by_key(|r| r.trim_start_matches('f').trim_end_matches(".bin").parse::<u32>().unwrap());
-    assert_eq!(rows, (0..60).map(|i| format!("f{i}.bin")).collect::<Vec<_>>());
-    assert_eq!(oversized.len(), 2, "{oversized:?}");
-    unzip_test(&dir);
-    let planned = d.get(&format!("/v1/jobs/{id}/events")).json["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "source.planned")
-        .unwrap()["data"]
-        .clone();
-    assert_eq!(planned["oversized_parts"].as_array().unwrap().len(), 2, "{planned}");
+        rows.extend(parts.manifest_rows());
+        rows.sort_by_key(|r| r.trim_start_matches('f').trim_end_matches(".bin").parse::<u32>().unwrap());
+        assert_eq!(rows, (0..60).map(|i| format!("f{i}.bin")).collect::<Vec<_>>());
+        assert_eq!(oversized.len(), 2, "{oversized:?}");
+        unzip_test(&dir);
+        let planned = d.get(&format!("/v1/jobs/{id}/events")).json["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "source.planned")
+            .unwrap()["data"]
+            .clone();
+        assert_eq!(planned["oversized_parts"].as_array().unwrap().len(), 2, "{planned}");
 
-    // batchd split cuts the same parts, byte for byte, and says which are oversized.
-    let out = env.path("split-out");
-    let r = env.split(&src, &out, &["--batch-size", "100", "--max-part-bytes", &cap.to_string()]);
-    r.ok();
-    assert_eq!(r.json["oversized_parts"].as_array().unwrap().len(), 2);
-    for p in std::fs::read_dir(&dir).unwrap().flatten() {
-        assert_eq!(std::fs::read(p.path()).unwrap(), std::fs::read(out.join(p.file_name())).unwrap());
+        // batchd split cuts the same parts, byte for byte, and says which are oversized.
+        let out = env.path(&format!("split-{format}"));
+        let r = env.split(&src, &out, &["--batch-size", "100", "--max-part-bytes", &cap.to_string()]);
+        r.ok();
+        assert_eq!(r.json["oversized_parts"].as_array().unwrap().len(), 2);
+        for p in std::fs::read_dir(&dir).unwrap().flatten() {
+            assert_eq!(std::fs::read(p.path()).unwrap(), std::fs::read(out.join(p.file_name())).unwrap());
+        }
     }
     assert_eq!(
         d.post(
