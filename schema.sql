@@ -1,4 +1,4 @@
--- batchd's whole current SQLite schema (version 8), applied in one transaction
+-- batchd's whole current SQLite schema (version 9), applied in one transaction
 -- to a new database. The version lives in PRAGMA user_version; a database made
 -- by an older batchd is moved forward by migrations/NNN_*.sql, in order, in the
 -- same start-up transaction (migrations/001_initial.sql is version 1, kept so
@@ -79,6 +79,9 @@ CREATE TABLE parts (
     bytes         INTEGER,
     sha256        TEXT,
     finished      REAL,
+    delivery      TEXT,                               -- NULL, or DELIVERED once in object storage
+    object_url    TEXT,
+    delivered     REAL,
     PRIMARY KEY (job_id, source_n, n)
 );
 CREATE INDEX parts_finished ON parts(job_id, finished);
@@ -276,3 +279,43 @@ CREATE TABLE queue (
     reason    TEXT
 );
 INSERT INTO queue (id, paused) VALUES (1, 0);
+
+-- The webhook outbox: one row per event and receiver, written from the event
+-- feed (below the cursor, every event has its rows), delivered at least once,
+-- each attempt kept.
+CREATE TABLE webhook_deliveries (
+    id          INTEGER PRIMARY KEY,
+    endpoint    TEXT NOT NULL,              -- the [[webhook]] name, or "callback"
+    url         TEXT NOT NULL,
+    event_id    INTEGER NOT NULL,
+    event_type  TEXT NOT NULL,
+    job_id      TEXT,
+    msg_id      TEXT NOT NULL,              -- webhook-id: the same on every attempt
+    payload     TEXT NOT NULL,
+    state       TEXT NOT NULL,              -- PENDING DELIVERED FAILED
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     REAL NOT NULL,
+    created     REAL NOT NULL,
+    finished    REAL,
+    last_status INTEGER,
+    last_error  TEXT,
+    UNIQUE (endpoint, url, event_id)
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_at);
+CREATE INDEX webhook_deliveries_job ON webhook_deliveries(job_id);
+CREATE TABLE webhook_attempts (
+    delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+    n           INTEGER NOT NULL,
+    at          REAL NOT NULL,
+    status      INTEGER,                    -- the receiver's HTTP status, NULL when none came
+    error       TEXT,
+    ms          REAL NOT NULL,
+    PRIMARY KEY (delivery_id, n)
+);
+-- The last event turned into outbox rows. It starts at the newest event, so a
+-- subscription added later hears of what happens from then on.
+CREATE TABLE webhook_cursor (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    event_id INTEGER NOT NULL
+);
+INSERT INTO webhook_cursor (id, event_id) SELECT 1, COALESCE(MAX(id), 0) FROM events;

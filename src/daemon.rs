@@ -123,6 +123,8 @@ pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool
         &data_dir.join("batchd.db"),
         config.http.workers as u32 + config.engine_workers() as u32,
     )?;
+    // Secrets are checked before anything starts: a bad one stops the daemon here.
+    let dispatcher = crate::delivery::webhooks::Dispatcher::new(store.clone(), Arc::clone(&config))?;
     let engine = Engine::start(store.clone(), Arc::clone(&config))?;
     let watcher = crate::triggers::watch::Watcher::new(store.clone(), Arc::clone(&config))?;
     let scheduler = Scheduler::new(store.clone(), Arc::clone(&config), clock.clone())?;
@@ -139,6 +141,7 @@ pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool
         );
         let (retention_store, retention) = (store.clone(), config.retention.clone());
         let runner = crate::campaign::Runner::new(store.clone(), Arc::clone(&config));
+        let stop5 = Arc::clone(&watch_stop);
         [
             std::thread::Builder::new()
                 .name("batchd-watch".into())
@@ -152,6 +155,9 @@ pub fn run_with(listener: TcpListener, mut config: Config, shutdown: &AtomicBool
             std::thread::Builder::new()
                 .name("batchd-retention".into())
                 .spawn(move || crate::store::retention::run(retention_store, retention.keep_days, retention.delete_parts, &stop4))?,
+            std::thread::Builder::new()
+                .name("batchd-webhooks".into())
+                .spawn(move || dispatcher.run(&stop5))?,
         ]
     };
     let addr = listener.local_addr()?;

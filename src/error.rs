@@ -98,6 +98,9 @@ pub enum Error {
     #[error("HOOK_FAILED: {hook} hook {message}; the parts are kept: fix the hook, then resubmit or run it by hand")]
     Hook { hook: &'static str, message: String },
 
+    #[error("DELIVERY_FAILED: {message}; the parts are kept: fix the storage or its settings, then retry the job")]
+    Delivery { message: String },
+
     /// A daemon job the CLI followed ended FAILED; `code` is the job's own error code.
     #[error("job {id} failed: {message}")]
     JobFailed { id: String, code: String, message: String },
@@ -157,6 +160,7 @@ impl Error {
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
             Error::JobFailed { .. } => "JOB_FAILED",
             Error::Hook { .. } => "HOOK_FAILED",
+            Error::Delivery { .. } => "DELIVERY_FAILED",
         }
     }
 
@@ -189,7 +193,7 @@ impl Error {
         if let Error::JobFailed { code, .. } = self {
             return !matches!(
                 code.as_str(),
-                "IO_ERROR" | "DISK_FULL" | "TASK_TIMEOUT" | "INTERNAL" | "CANCELLED" | "HOOK_FAILED"
+                "IO_ERROR" | "DISK_FULL" | "TASK_TIMEOUT" | "INTERNAL" | "CANCELLED" | "HOOK_FAILED" | "DELIVERY_FAILED"
             );
         }
         !matches!(
@@ -200,6 +204,7 @@ impl Error {
                 | Error::Cancelled
                 | Error::InvalidArgument(_)
                 | Error::Hook { .. }
+                | Error::Delivery { .. }
         )
     }
 

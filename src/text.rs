@@ -65,3 +65,23 @@ pub fn human_duration(secs: f64) -> String {
         _ => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
     }
 }
+
+/// Fills `{field}` placeholders in `template` with `value(field)`; a field
+/// not in `fields`, or a brace left open, is an error naming it.
+pub fn fill(template: &str, fields: &[&str], value: impl Fn(&str) -> String) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let j = after.find('}').ok_or_else(|| format!("{template:?} has a {{ without its }}"))?;
+        let field = &after[..j];
+        if !fields.contains(&field) {
+            return Err(format!("{template:?} names {{{field}}}; the fields are {}", fields.join(", ")));
+        }
+        out.push_str(&value(field));
+        rest = &after[j + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}

@@ -33,6 +33,12 @@ mod retry;
 #[path = "it/fetch.rs"]
 mod fetch;
 
+#[path = "it/delivery.rs"]
+mod delivery;
+
+#[path = "it/webhooks.rs"]
+mod webhooks;
+
 #[path = "it/queue.rs"]
 mod queue;
 

@@ -175,6 +175,9 @@ pub enum Failure {
     BadInput,
     /// A hook exited non-zero or timed out: retried on the hooks' own schedule.
     Hook,
+    /// A part could not be delivered to object storage: retried on the
+    /// delivery's own schedule (`delivery.s3.max_attempts`).
+    Delivery,
     /// Stopped on request (cancel, shutdown): not a failure at all.
     Cancelled,
 }
@@ -210,6 +213,7 @@ impl From<&Error> for TaskError {
         let failure = match e {
             Error::Cancelled => Failure::Cancelled,
             Error::Hook { .. } => Failure::Hook,
+            Error::Delivery { .. } => Failure::Delivery,
             e if e.is_bad_input() => Failure::BadInput,
             _ => Failure::Transient,
         };

@@ -54,18 +54,19 @@ impl Engine {
         }
     }
 
-    /// A HOOK task: `on_part` for one published part.
+    /// A HOOK task: the part delivered to `[delivery.s3]`, then `on_part` run.
     pub(super) fn part_hook_task(&self, task: &Task, progress: &Progress) -> anyhow::Result<()> {
         let argv = &self.config.hooks.on_part;
+        let (source_n, n) = (task.source_n.unwrap_or(1), task.part_n.unwrap_or(0));
+        let part = self
+            .store
+            .read(|c| views::part(c, &task.job_id, source_n, n))?
+            .ok_or_else(|| anyhow::anyhow!("part {n} of job {} is not recorded", task.job_id))?;
+        let job = self.job(&task.job_id)?;
+        crate::delivery::s3::deliver(&self.store, &self.config, &job, &part)?;
         if !argv.is_empty() {
-            let (source_n, n) = (task.source_n.unwrap_or(1), task.part_n.unwrap_or(0));
-            let part = self
-                .store
-                .read(|c| views::parts(c, &task.job_id))?
-                .into_iter()
-                .find(|p| p.source == source_n && p.n == n)
-                .ok_or_else(|| anyhow::anyhow!("part {n} of job {} is not recorded", task.job_id))?;
-            let job = self.job(&task.job_id)?;
+            // As delivered: with its object URL.
+            let part = self.store.read(|c| views::part(c, &task.job_id, source_n, n))?.unwrap_or(part);
             let about = &job.about;
             // As the API writes a part that is not there yet: `null`.
             let or_null = |v: Option<String>| v.unwrap_or_else(|| "null".to_owned());

@@ -119,6 +119,10 @@ pub fn retry_in(config: &Config, failure: Failure, attempts: u32) -> Option<f64>
     match failure {
         Failure::BadInput | Failure::Cancelled => None,
         Failure::Hook => (attempts < config.hooks.max_attempts).then(|| doubling(config.hooks.backoff_seconds)),
+        Failure::Delivery => {
+            let d = config.delivery.s3.clone().unwrap_or_default();
+            (attempts < d.max_attempts).then(|| doubling(d.backoff_seconds).min(3600.0))
+        }
         Failure::Transient => (attempts < config.engine.max_attempts).then(|| {
             let e = &config.engine;
             let raw = doubling(e.backoff_base_ms as f64 / 1000.0).min(e.backoff_max_seconds as f64);
@@ -228,6 +232,10 @@ impl Engine {
     /// memory back to the system: an edge daemon sits idle most of the time.
     fn forget(&self, job_id: &str) {
         self.plans.forget(job_id);
+        let spool = crate::objects::spool(&self.config, job_id);
+        if spool.exists() {
+            let _ = std::fs::remove_dir_all(&spool);
+        }
         crate::mem::release_free_memory();
     }
 
@@ -350,7 +358,7 @@ impl Engine {
     /// deliver them by hand.
     fn remove_parts_if_failed(&self, job_id: &str) {
         if let Ok(Some((status, code))) = self.store.read(|c| jobs::status_and_code(c, job_id)) {
-            if status == JobStatus::Failed && code.as_deref() != Some("HOOK_FAILED") {
+            if status == JobStatus::Failed && !matches!(code.as_deref(), Some("HOOK_FAILED" | "DELIVERY_FAILED")) {
                 match self.store.read(|c| parts::part_paths(c, job_id)) {
                     Ok(paths) => remove_parts(&paths),
                     Err(e) => tracing::error!("listing the parts of failed job {job_id}: {e:#}"),
@@ -401,6 +409,14 @@ impl Engine {
             .sources
             .get(source_n as usize - 1)
             .ok_or_else(|| anyhow::anyhow!("job {} has no source {source_n}", job.id))?;
+        // An object in a bucket is split from its local copy in the spool.
+        let local;
+        let source = if crate::objects::is_s3(source) {
+            local = crate::objects::local_copy(&self.config, &job.id, source_n, source)?;
+            local.to_str().unwrap_or_default()
+        } else {
+            source
+        };
         let mut opts = job.settings.split_options(source, &job.out_dir);
         opts.jobs = 1; // parallelism comes from the engine's workers
         Ok(opts)
@@ -464,7 +480,7 @@ impl Engine {
         let t = task.clone();
         match outcome {
             Outcome::Planned(p) => {
-                let hook = !self.config.hooks.on_part.is_empty();
+                let hook = self.config.parts_are_handed_on();
                 let published = p.published.len();
                 self.store
                     .write(move |tx| {
@@ -516,7 +532,7 @@ impl Engine {
         let store = self.store.clone();
         let job_id = task.job_id.clone();
         let source_n = task.source_n.unwrap_or(1);
-        let hook = !self.config.hooks.on_part.is_empty();
+        let hook = self.config.parts_are_handed_on();
         PartHook(Some(Arc::new(move |n, w| {
             let (job_id, sha, bytes) = (job_id.clone(), w.sha256.clone(), w.bytes);
             if let Err(e) = store.write(move |tx| parts::part_done(tx, &job_id, source_n, n as i64, bytes, &sha, hook)) {

@@ -57,6 +57,8 @@ pub(super) struct CreateBody {
     pub(super) max_files: Option<usize>,
     /// Where the parts go (below an allowed root); default DATA_DIR/parts/{id}.
     pub(super) output_dir: Option<String>,
+    /// The job's own webhook: a host in `webhooks.allowed_hosts`.
+    pub(super) callback_url: Option<String>,
 }
 
 pub(super) fn yes() -> bool {
@@ -213,11 +215,12 @@ impl Api {
                     || b.description.is_some()
                     || b.labels.is_some()
                     || b.external_ref.is_some()
+                    || b.callback_url.is_some()
                 {
                     return Err(fail(
                         400,
                         "BAD_REQUEST",
-                        "max_concurrency, dry_run, regex_filter, max_files, output_dir, name, description, labels and external_ref belong to ingest jobs",
+                        "max_concurrency, dry_run, regex_filter, max_files, output_dir, name, description, labels, external_ref and callback_url belong to ingest jobs",
                     ));
                 }
                 if b.compression.is_some()
@@ -243,7 +246,7 @@ impl Api {
                 "a submitted job needs at least one source (or send \"submit\": false for a draft)",
             ));
         }
-        let settings = self.config.defaults.resolve(crate::config::SettingsOverride {
+        let mut settings = self.config.defaults.resolve(crate::config::SettingsOverride {
             batch_size: b.batch_size,
             max_part_bytes: b.max_part_bytes,
             compression: b.compression,
@@ -251,6 +254,7 @@ impl Api {
             manifest: b.manifest.clone(),
             file_column: b.file_column.clone(),
         });
+        settings.callback_url = b.callback_url.as_deref().map(|u| self.check_callback(u)).transpose()?;
         if settings.batch_size == 0 {
             return Err(fail(400, "BAD_REQUEST", "batch_size must be at least 1"));
         }
@@ -324,6 +328,28 @@ impl Api {
             r.headers.push(("Idempotent-Replayed", "true".into()));
         }
         Ok(r)
+    }
+
+    /// A job's callback may only go to a host the site allowed: an API
+    /// client must not make batchd POST to arbitrary addresses.
+    fn check_callback(&self, url: &str) -> Result<String, Reply> {
+        let host = crate::config::url_host(url).map_err(|e| fail(400, "BAD_REQUEST", format!("callback_url: {e}")))?;
+        let allowed = &self.config.webhooks.allowed_hosts;
+        if !allowed.iter().any(|a| a.eq_ignore_ascii_case(&host)) {
+            return Err(fail(
+                400,
+                "CALLBACK_NOT_ALLOWED",
+                format!(
+                    "callback_url host {host:?} is not in webhooks.allowed_hosts ({}); ask the operator to allow it",
+                    if allowed.is_empty() {
+                        "empty: callbacks are off".to_owned()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ),
+            ));
+        }
+        Ok(url.to_owned())
     }
 
     pub(super) fn add_sources(&self, id: &str, body: &[u8]) -> Result<Reply, Reply> {

@@ -25,6 +25,7 @@ mod sources;
 mod stats;
 mod ui;
 mod watches;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -245,6 +246,7 @@ impl Api {
             Endpoint::Stats => self.stats(&query),
             Endpoint::PauseQueue => self.set_queue(true, body),
             Endpoint::ResumeQueue => self.set_queue(false, body),
+            Endpoint::WebhookDeliveries => self.webhook_deliveries(&query),
         };
         r.unwrap_or_else(|e| e)
     }

@@ -38,6 +38,7 @@ pub(super) enum Endpoint {
     Stats,
     PauseQueue,
     ResumeQueue,
+    WebhookDeliveries,
 }
 
 impl Endpoint {
@@ -82,6 +83,7 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::Get, "v1/stats", Endpoint::Stats),
     (Method::Post, "v1/queue/pause", Endpoint::PauseQueue),
     (Method::Post, "v1/queue/resume", Endpoint::ResumeQueue),
+    (Method::Get, "v1/webhooks/deliveries", Endpoint::WebhookDeliveries),
 ];
 
 /// What the table says about a request.

@@ -2,7 +2,8 @@
 //! below an allowed root; a glob in the last component is expanded once, at
 //! submit time, with `regex_filter` and `max_files`, and what it matched is
 //! recorded) and an `output_dir` (below an allowed root too, created when
-//! the job runs).
+//! the job runs). `s3://` sources are checked (and prefixes expanded) in
+//! the configured buckets by `crate::objects`.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -30,7 +31,10 @@ impl Api {
             return Err(fail(400, "BAD_REQUEST", "max_files must be at least 1"));
         }
         let selection = Selection::new(regex_filter, max_files).map_err(|e| fail(400, "BAD_REQUEST", format!("regex_filter: {e}")))?;
-        let globs = raw.iter().filter(|s| crate::glob::is_glob(s)).count();
+        let globs = raw
+            .iter()
+            .filter(|s| crate::glob::is_glob(s) || crate::objects::is_prefix(s))
+            .count();
         if globs == 0 && (regex_filter.is_some() || max_files.is_some()) {
             return Err(fail(
                 400,
@@ -40,6 +44,19 @@ impl Api {
         }
         let (mut out, mut expanded) = (Vec::new(), Vec::new());
         for s in raw {
+            if crate::objects::is_prefix(s) {
+                let found = crate::objects::expand(&self.config, s, &selection).map_err(|e| fail(400, "SOURCE_NOT_FOUND", e))?;
+                if found.is_empty() {
+                    return Err(fail(
+                        400,
+                        "SOURCE_NOT_FOUND",
+                        format!("{s} holds no archive (.zip, .tar, .tar.gz, .tgz) that regex_filter and max_files admit"),
+                    ));
+                }
+                expanded.push(serde_json::json!({"glob": s, "regex_filter": regex_filter, "max_files": max_files, "matched": found}));
+                out.extend(found);
+                continue;
+            }
             if !crate::glob::is_glob(s) {
                 out.push(s.clone());
                 continue;
@@ -105,6 +122,10 @@ impl Api {
 
     /// Resolves and checks a source path: it must exist and lie below an allowed root.
     pub(super) fn check_source(&self, p: &str) -> Result<String, Reply> {
+        if crate::objects::is_s3(p) {
+            crate::objects::check(&self.config, p).map_err(|e| fail(400, "SOURCE_NOT_FOUND", e))?;
+            return Ok(p.to_owned());
+        }
         let canon = std::fs::canonicalize(p).map_err(|e| fail(400, "SOURCE_NOT_FOUND", format!("{p}: {e}")))?;
         if !self.roots.iter().any(|r| canon.starts_with(r)) {
             return Err(fail(

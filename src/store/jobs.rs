@@ -28,6 +28,10 @@ pub struct Settings {
     pub on_missing_file: OnMissing,
     pub manifest: String,
     pub file_column: Option<String>,
+    /// The job's own webhook (a host in `webhooks.allowed_hosts`), told of
+    /// its end and its parts' delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 impl Settings {

@@ -10,6 +10,7 @@
 pub mod campaign_batches;
 pub mod campaigns;
 pub mod counters;
+pub mod delivery;
 pub mod jobs;
 pub mod model;
 pub mod parts;
@@ -19,6 +20,7 @@ pub mod retry;
 pub mod schedules;
 pub mod views;
 pub mod watch_files;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -39,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/006_retention.sql"),
     include_str!("../../migrations/007_queue.sql"),
     include_str!("../../migrations/008_retry.sql"),
+    include_str!("../../migrations/009_delivery.sql"),
 ];
 /// The version `schema.sql` creates: the last migration's.
 pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;

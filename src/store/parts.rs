@@ -191,7 +191,8 @@ pub fn done_parts(conn: &Connection) -> StoreResult<Vec<DonePart>> {
 /// A DONE part whose file went missing is made again.
 pub fn reopen_part(tx: &Tx, job_id: &str, source_n: i64, n: i64) -> StoreResult<()> {
     tx.execute(
-        "UPDATE parts SET state = 'PENDING', bytes = NULL, sha256 = NULL, finished = NULL WHERE job_id = ?1 AND source_n = ?2 AND n = ?3",
+        "UPDATE parts SET state = 'PENDING', bytes = NULL, sha256 = NULL, finished = NULL,
+         delivery = NULL, object_url = NULL, delivered = NULL WHERE job_id = ?1 AND source_n = ?2 AND n = ?3",
         params![job_id, source_n, n],
     )?;
     tx.execute(

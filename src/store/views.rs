@@ -263,9 +263,19 @@ pub struct PartView {
     pub state: PartState,
     /// RFC 3339, once written.
     pub finished: Option<String>,
+    /// With `[delivery.s3]`: `DELIVERED` once the part is in the bucket, else null.
+    #[serde(default)]
+    pub delivery: Option<String>,
+    /// Where the part was delivered (the object's URL).
+    #[serde(default)]
+    pub object_url: Option<String>,
+    /// RFC 3339, once delivered.
+    #[serde(default)]
+    pub delivered: Option<String>,
 }
 
-const PART_COLUMNS: &str = "source_n, n, path, rows, first_line, last_line, files, bytes, sha256, state, finished";
+const PART_COLUMNS: &str =
+    "source_n, n, path, rows, first_line, last_line, files, bytes, sha256, state, finished, delivery, object_url, delivered";
 
 fn part_view(r: &Row) -> rusqlite::Result<PartView> {
     Ok(PartView {
@@ -279,6 +289,9 @@ fn part_view(r: &Row) -> rusqlite::Result<PartView> {
         sha256: r.get(8)?,
         state: r.get(9)?,
         finished: r.get::<_, Option<f64>>(10)?.map(rfc3339),
+        delivery: r.get(11)?,
+        object_url: r.get(12)?,
+        delivered: r.get::<_, Option<f64>>(13)?.map(rfc3339),
     })
 }
 

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod servers;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -426,6 +426,7 @@ impl Driver {
                         on_missing_file: OnMissing::Fail,
                         manifest: "manifest.csv".into(),
                         file_column: None,
+                        callback_url: None,
                     },
                     trigger: "api".into(),
                     submit,

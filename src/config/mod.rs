@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::split::{Compression, OnMissing};
 
+mod remote;
+pub use remote::{matches_event, secret, url_host, Delivery, DeliveryS3, Webhook, Webhooks, EVENT_TYPES, KEY_FIELDS, S3};
+
 /// A century: beyond it a cutoff is before any job, and far enough beyond it
 /// is not a date at all.
 pub const MAX_KEEP_DAYS: f64 = 36_500.0;
@@ -32,6 +35,15 @@ pub struct Config {
     pub hooks: Hooks,
     /// How long finished jobs are kept.
     pub retention: Retention,
+    /// The S3-compatible endpoint sources are read from and parts delivered to.
+    pub s3: S3,
+    /// Where published parts are delivered (`[delivery.s3]`).
+    pub delivery: Delivery,
+    /// What every webhook delivery shares; the hosts a job's callback may name.
+    pub webhooks: Webhooks,
+    /// Webhook subscriptions: signed POSTs of job, part and campaign events.
+    #[serde(default)]
+    pub webhook: Vec<Webhook>,
 }
 
 /// Commands (argv, no shell) run with the facts in `BATCHD_*` environment
@@ -389,6 +401,10 @@ impl Default for Config {
             schedule: Vec::new(),
             hooks: Hooks::default(),
             retention: Retention::default(),
+            s3: S3::default(),
+            delivery: Delivery::default(),
+            webhooks: Webhooks::default(),
+            webhook: Vec::new(),
         }
     }
 }
@@ -458,6 +474,7 @@ impl JobDefaults {
             on_missing_file: o.on_missing_file.unwrap_or(self.on_missing_file),
             manifest: o.manifest.unwrap_or_else(|| self.manifest.clone()),
             file_column: o.file_column.or_else(|| self.file_column.clone()),
+            callback_url: None,
         }
     }
 
@@ -550,7 +567,13 @@ impl Config {
         if !(0.0..=MAX_KEEP_DAYS).contains(&self.retention.keep_days) {
             return bad("retention.keep_days", &format!("must be from 0 to {MAX_KEEP_DAYS}"));
         }
-        Ok(())
+        remote::validate(&self.s3, &self.delivery, &self.webhooks, &self.webhook)
+    }
+
+    /// True when each published part gets a HOOK task: an `on_part` program
+    /// to run or a bucket to deliver it to.
+    pub fn parts_are_handed_on(&self) -> bool {
+        !self.hooks.on_part.is_empty() || self.delivery.s3.is_some()
     }
 
     pub fn engine_workers(&self) -> usize {
