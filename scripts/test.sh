@@ -31,6 +31,12 @@ fi
 
 # The OpenAPI check validates responses with Python's jsonschema and PyYAML.
 python3 -c "import yaml, jsonschema" 2>/dev/null || python3 -m pip install -q pyyaml jsonschema
+# The delivery tests read buckets back with boto3 and check webhook
+# signatures with the reference Standard Webhooks package.
+python3 -c "import boto3, standardwebhooks" 2>/dev/null || python3 -m pip install -q boto3 standardwebhooks
+# ... against Garage, a production S3-compatible server, built once from
+# crates.io (~12 min on 2 cores) and kept in ~/.cargo/bin.
+command -v garage >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/garage" ] || cargo install garage --locked
 # The packaging test builds the .deb with cargo-deb.
 command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked
 # The dashboard test drives Debian's Chromium with playwright-core.

@@ -44,6 +44,15 @@ fn responses_match_openapi() {
     std::fs::create_dir_all(&exports).unwrap();
     std::fs::copy(&good, exports.join("good.zip")).unwrap();
     let d = Daemon::with(|c| {
+        // A receiver that is not there: its delivery shows failed attempts.
+        c.webhook = vec![batchd::config::Webhook {
+            name: "nobody".into(),
+            url: "http://127.0.0.1:1/hook".into(),
+            secret: Some(crate::webhooks::WHSEC.into()),
+            secret_file: None,
+            events: vec!["job.*".into()],
+        }];
+        c.webhooks.backoff_seconds = 60.0;
         c.schedule = vec![batchd::config::Schedule {
             name: "nightly".into(),
             cron: "0 2 * * *".into(),
@@ -76,6 +85,13 @@ fn responses_match_openapi() {
     rec.add("GET", "/v1/jobs/x/events", d.get(&format!("/v1/jobs/{id}/events")));
     rec.add("GET", "/v1/jobs/x/health", d.get(&format!("/v1/jobs/{id}/health")));
     rec.add("GET", "/v1/queue", d.get("/v1/queue"));
+    assert!(wait_for(
+        || d.get(&format!("/v1/webhooks/deliveries?job={id}")).json["deliveries"][0]["attempts"] == 1,
+        Duration::from_secs(20)
+    ));
+    rec.add("GET", "/v1/webhooks/deliveries", d.get(&format!("/v1/webhooks/deliveries?job={id}")));
+    rec.add("GET", "/v1/webhooks/deliveries", d.get("/v1/webhooks/deliveries?state=failed&limit=1"));
+    rec.add("GET", "/v1/webhooks/deliveries", d.get("/v1/webhooks/deliveries?state=lost"));
     rec.add("POST", "/v1/queue/pause", d.post("/v1/queue/pause", &json!({"reason": "openapi"})));
     rec.add("POST", "/v1/queue/resume", d.post("/v1/queue/resume", &json!({})));
     rec.add("POST", "/v1/queue/resume", d.post("/v1/queue/resume", &json!({"reason": "no"})));

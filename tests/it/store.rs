@@ -37,7 +37,7 @@ fn version_one_database_is_migrated_forward() {
         (batchd::store::SCHEMA_VERSION, 4, 1),
         "migrated to the current version, tables added, data kept"
     );
-    assert_eq!(batchd::store::SCHEMA_VERSION, 8);
+    assert_eq!(batchd::store::SCHEMA_VERSION, 9);
     drop(store);
     // Opening again is a no-op.
     assert!(Store::open(&path, 2).is_ok());
@@ -132,7 +132,7 @@ fn new_and_migrated_databases_have_the_same_schema() {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap()
     };
-    assert_eq!((version(&fresh), version(&old)), (8, 8));
+    assert_eq!((version(&fresh), version(&old)), (9, 9));
 }
 
 #[test]
