@@ -10,7 +10,8 @@
 //!   jobs, tasks and parts tables, `views` builds what the API shows (typed
 //!   `PartView`), `model` holds the lifecycle words (`JobStatus`, `TaskKind`,
 //!   `PartState`), `queue` the fair claim and the pause switch, `retry`
-//!   (a job run again), `watch_files`, `schedules` and `campaigns` (the
+//!   (a job run again), `delivery` (a part in the bucket), `webhooks` (the
+//!   outbox), `watch_files`, `schedules` and `campaigns` (the
 //!   triggers' and the campaign runner's tables), plus `counters` and
 //!   `retention`. All SQL is here; it imports no caller.
 //! - [`view`]: what a job looks like to people and programs (`JobView`: rate,
@@ -22,6 +23,11 @@
 //! - [`campaign`]: the sequential, resumable campaign runner (lists the
 //!   collection, drives `store::campaigns`).
 //! - [`hooks`]: site programs run after each part and each job.
+//! - [`delivery`]: what leaves the machine — parts uploaded to
+//!   `[delivery.s3]` (run by HOOK tasks) and signed webhooks from a durable
+//!   outbox (`store::webhooks`, a dispatcher thread); [`objects`]: `s3://`
+//!   sources (checked, prefixes expanded, fetched to the spool); [`s3`]: the
+//!   small blocking S3 client both use (a leaf).
 //! - [`http`]: the JSON API — the server, one route table, token auth, one
 //!   file per resource; [`daemon`] ties store, engine and API together.
 //! - [`triggers`]: watched inboxes (with filesystem events as a wake-up hint)

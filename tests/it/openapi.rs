@@ -89,8 +89,16 @@ fn responses_match_openapi() {
         || d.get(&format!("/v1/webhooks/deliveries?job={id}")).json["deliveries"][0]["attempts"] == 1,
         Duration::from_secs(20)
     ));
-    rec.add("GET", "/v1/webhooks/deliveries", d.get(&format!("/v1/webhooks/deliveries?job={id}")));
-    rec.add("GET", "/v1/webhooks/deliveries", d.get("/v1/webhooks/deliveries?state=failed&limit=1"));
+    rec.add(
+        "GET",
+        "/v1/webhooks/deliveries",
+        d.get(&format!("/v1/webhooks/deliveries?job={id}")),
+    );
+    rec.add(
+        "GET",
+        "/v1/webhooks/deliveries",
+        d.get("/v1/webhooks/deliveries?state=failed&limit=1"),
+    );
     rec.add("GET", "/v1/webhooks/deliveries", d.get("/v1/webhooks/deliveries?state=lost"));
     rec.add("POST", "/v1/queue/pause", d.post("/v1/queue/pause", &json!({"reason": "openapi"})));
     rec.add("POST", "/v1/queue/resume", d.post("/v1/queue/resume", &json!({})));
