@@ -581,10 +581,16 @@ fn a_watched_files_job_records_where_it_went() {
     let moved = dir.join(".batchd/done/bad.zip");
     assert!(wait_for(|| moved.exists(), Duration::from_secs(5)));
     assert!(!failed.exists() && !report.exists());
-    let b = d.get(&format!("/v1/jobs/{id}")).json;
-    assert_eq!(
-        (b["watched_file"]["disposition"].as_str(), b["sources"][0].as_str()),
-        (Some("done"), moved.to_str()),
+    // The move is recorded just after it is made.
+    let mut b = Value::Null;
+    assert!(
+        wait_for(
+            || {
+                b = d.get(&format!("/v1/jobs/{id}")).json;
+                (b["watched_file"]["disposition"].as_str(), b["sources"][0].as_str()) == (Some("done"), moved.to_str())
+            },
+            Duration::from_secs(5)
+        ),
         "{b}"
     );
 }
