@@ -237,11 +237,7 @@ impl Client {
         part_size: u64,
         after_chunk: &dyn Fn(),
     ) -> Result<Object, S3Error> {
-        let local = |action, source| S3Error::Local {
-            path: path.display().to_string(),
-            action,
-            source,
-        };
+        let local = |action, source| S3Error::local(path, action, source);
         self.abort_leftovers(key)?;
         let meta = vec![
             ("content-type".to_owned(), "application/zip".to_owned()),
@@ -290,11 +286,7 @@ impl Client {
         meta: &[(String, String)],
         after_chunk: &dyn Fn(),
     ) -> Result<(), S3Error> {
-        let local = |action, source| S3Error::Local {
-            path: path.display().to_string(),
-            action,
-            source,
-        };
+        let local = |action, source| S3Error::local(path, action, source);
         let q =
             |pairs: &[(&str, &str)]| -> Vec<(String, String)> { pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect() };
         let reply = self.send(
@@ -452,11 +444,7 @@ impl Client {
     /// Downloads `key` into `dest` (written in place; the caller renames).
     /// Returns the bytes written and the object's ETag.
     pub fn download(&self, key: &str, dest: &Path) -> Result<(u64, String), S3Error> {
-        let local = |action, source| S3Error::Local {
-            path: dest.display().to_string(),
-            action,
-            source,
-        };
+        let local = |action, source| S3Error::local(dest, action, source);
         let reply = self.send("GetObject", "GET", key, &[], &[], sigv4::EMPTY_SHA256, None)?;
         let reply = Self::check("GetObject", key, reply)?;
         let etag = reply
@@ -500,6 +488,14 @@ impl Client {
 }
 
 impl S3Error {
+    fn local(path: &Path, action: &'static str, source: std::io::Error) -> S3Error {
+        S3Error::Local {
+            path: path.display().to_string(),
+            action,
+            source,
+        }
+    }
+
     /// True when another attempt may succeed (network trouble, throttling,
     /// server errors); false for refusals that need a person (403, 404 bucket).
     pub fn transient(&self) -> bool {
