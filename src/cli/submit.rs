@@ -47,6 +47,10 @@ pub struct SubmitArgs {
     /// Your own id for the job (e.g. a download or batch id).
     #[arg(long)]
     pub external_ref: Option<String>,
+    /// POST the job's end (and its parts' delivery) here, signed; the host
+    /// must be in the daemon's webhooks.allowed_hosts.
+    #[arg(long)]
+    pub callback_url: Option<String>,
     /// Follow the job until it ends, with a live progress bar.
     #[arg(long)]
     pub wait: bool,
@@ -85,6 +89,7 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         ("name", &args.name),
         ("description", &args.description),
         ("external_ref", &args.external_ref),
+        ("callback_url", &args.callback_url),
     ] {
         if let Some(v) = value {
             body[key] = json!(v);
@@ -125,6 +130,10 @@ pub(super) fn absolute(sources: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     sources
         .iter()
         .map(|s| {
+            // An object in a bucket is named as it is; the daemon checks it.
+            if s.to_str().is_some_and(crate::objects::is_s3) {
+                return Ok(s.to_string_lossy().into_owned());
+            }
             std::fs::canonicalize(s)
                 .map(|p| p.to_string_lossy().into_owned())
                 .with_context(|| format!("source {}", s.display()))

@@ -263,6 +263,19 @@ fn an_s3_source_splits_like_the_same_file_on_disk() {
         &json!({"sources": ["s3://sources/in/"], "max_files": 1, "submit": false}),
     );
     assert_eq!(r.json["sources"], json!(["s3://sources/in/export.zip"]), "{}", r.text);
+    // The CLI names an object as it is.
+    let out = std::process::Command::new(BIN)
+        .args(["submit", "s3://sources/in/other.tar.gz", "--wait", "--json", "--data-dir"])
+        .arg(d.data_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (job["status"].as_str(), job["progress"]["processed"].as_i64()),
+        (Some("COMPLETED"), Some(12)),
+        "{job}"
+    );
     // Refusals: a bucket not allowed, a key that is not there.
     let r = d.post("/v1/jobs", &json!({"sources": ["s3://other/x.zip"]}));
     assert_eq!(
@@ -275,4 +288,40 @@ fn an_s3_source_splits_like_the_same_file_on_disk() {
     let r = d.post("/v1/jobs", &json!({"sources": ["s3://sources/in/missing.zip"]}));
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("no such object"), "{}", r.text);
+}
+
+#[test]
+fn with_keep_local_off_a_delivered_part_leaves_only_the_object() {
+    let g = Garage::start();
+    std::env::set_var("AWS_ACCESS_KEY_ID", KEY_ID);
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
+    let env = Env::new();
+    let d = Daemon::with(|c| {
+        with_garage(c, &g, "{job}/{file}");
+        c.delivery.s3.as_mut().unwrap().keep_local = false;
+    });
+    let src = d.stage(&env.archive("zip", "k.zip", &numbered(9, 3000)));
+    let id = d.create(&json!({"sources": [src], "batch_size": 4}));
+    assert_eq!(d.wait_job(&id, Duration::from_secs(60))["status"], "COMPLETED");
+    let parts = d.get(&format!("/v1/jobs/{id}/parts")).json["parts"].clone();
+    let listed = g.list("parts", &format!("{id}/")).unwrap();
+    assert_eq!(listed["objects"].as_array().unwrap().len(), 3, "{listed}");
+    for p in parts.as_array().unwrap() {
+        assert_eq!(p["delivery"], "DELIVERED");
+        assert!(
+            !Path::new(p["path"].as_str().unwrap()).exists(),
+            "the local part is removed once delivered: {p}"
+        );
+        let key = format!(
+            "{id}/{}",
+            Path::new(p["path"].as_str().unwrap()).file_name().unwrap().to_str().unwrap()
+        );
+        let o = listed["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["key"] == key.as_str())
+            .unwrap();
+        assert_eq!(o["sha256"], p["sha256"], "the object holds the part's bytes");
+    }
 }
