@@ -64,7 +64,15 @@ fn a_webhook_is_signed_and_retried_until_taken_once_also_across_a_restart() {
         3,
         "the list of parts made: {event}"
     );
-    let listed = d.get(&format!("/v1/webhooks/deliveries?job={id}")).json;
+    // The receiver logs before it answers; the daemon records after the answer.
+    let mut listed = Value::Null;
+    wait_for(
+        || {
+            listed = d.get(&format!("/v1/webhooks/deliveries?job={id}")).json;
+            listed["deliveries"][0]["state"] == "DELIVERED"
+        },
+        Duration::from_secs(10),
+    );
     let del = &listed["deliveries"][0];
     assert_eq!(
         (del["state"].as_str(), del["attempts"].as_i64()),
@@ -95,7 +103,14 @@ fn a_webhook_is_signed_and_retried_until_taken_once_also_across_a_restart() {
     let reqs = about(&rcv, &id2);
     assert_eq!(statuses(&reqs), [500, 500, 500, 200], "{reqs:?}");
     assert!(reqs.iter().all(|q| q["id"] == reqs[0]["id"]));
-    let listed = d.get(&format!("/v1/webhooks/deliveries?job={id2}")).json;
+    let mut listed = Value::Null;
+    wait_for(
+        || {
+            listed = d.get(&format!("/v1/webhooks/deliveries?job={id2}")).json;
+            listed["deliveries"][0]["state"] == "DELIVERED"
+        },
+        Duration::from_secs(10),
+    );
     assert_eq!(
         listed["deliveries"][0]["attempts"], 4,
         "attempts are kept across the restart: {listed}"
