@@ -34,7 +34,7 @@ pub fn is_prefix(source: &str) -> bool {
 
 fn is_archive(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    [".zip", ".tar", ".tar.gz", ".tgz"].iter().any(|e| k.ends_with(e))
+    crate::split::source::ARCHIVE_SUFFIXES.iter().any(|e| k.ends_with(e))
 }
 
 fn client(config: &Config, bucket: &str) -> Result<crate::s3::Client, String> {

@@ -5,7 +5,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::client::Client;
-use super::jobs::{follow_job, print_brief};
+use super::jobs::{print_brief, FollowArgs};
 use super::serve::DaemonArgs;
 use super::submit::absolute;
 
@@ -26,13 +26,8 @@ pub struct AddArgs {
 pub struct SubmitDraftArgs {
     /// The draft job.
     pub job: String,
-    /// Follow the job until it ends, with a live progress bar.
-    #[arg(long)]
-    pub wait: bool,
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
-    pub daemon: DaemonArgs,
+    pub follow: FollowArgs,
 }
 
 pub fn add(args: AddArgs) -> anyhow::Result<()> {
@@ -43,10 +38,7 @@ pub fn add(args: AddArgs) -> anyhow::Result<()> {
 }
 
 pub fn submit_draft(args: SubmitDraftArgs) -> anyhow::Result<()> {
-    let client = Client::connect(&args.daemon)?;
+    let client = Client::connect(&args.follow.daemon)?;
     let job = client.ok("POST", &format!("/v1/jobs/{}/submit", args.job), Some(&json!({})))?;
-    if args.wait {
-        return follow_job(&client, &args.job, args.json);
-    }
-    print_brief(&job, args.json)
+    args.follow.finish(&client, &job)
 }

@@ -169,6 +169,25 @@ pub struct RetryArgs {
     /// Run it as a new job that links back (`retry_of`), leaving this one as it ended.
     #[arg(long)]
     pub new_job: bool,
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+/// Runs a FAILED or CANCELLED job again: as itself (finished parts that are
+/// still whole are kept), or with `--new-job` as a new job.
+pub fn retry(args: RetryArgs) -> anyhow::Result<()> {
+    let client = Client::connect(&args.follow.daemon)?;
+    let job = client.ok(
+        "POST",
+        &format!("/v1/jobs/{}/retry", args.job),
+        Some(&json!({"new_job": args.new_job})),
+    )?;
+    args.follow.finish(&client, &job)
+}
+
+/// `--wait`, `--json` and which daemon: what the commands that queue a job take.
+#[derive(Debug, Args)]
+pub struct FollowArgs {
     /// Follow the job until it ends, with a live progress bar.
     #[arg(long)]
     pub wait: bool,
@@ -178,20 +197,15 @@ pub struct RetryArgs {
     pub daemon: DaemonArgs,
 }
 
-/// Runs a FAILED or CANCELLED job again: as itself (finished parts that are
-/// still whole are kept), or with `--new-job` as a new job.
-pub fn retry(args: RetryArgs) -> anyhow::Result<()> {
-    let client = Client::connect(&args.daemon)?;
-    let job = client.ok(
-        "POST",
-        &format!("/v1/jobs/{}/retry", args.job),
-        Some(&json!({"new_job": args.new_job})),
-    )?;
-    if args.wait {
-        let id = job["id"].as_str().unwrap_or_default().to_owned();
-        return follow_job(&client, &id, args.json);
+impl FollowArgs {
+    /// With `--wait`, follows `job` until it ends; else prints its line (or
+    /// its view with `--json`).
+    pub(super) fn finish(&self, client: &Client, job: &Value) -> anyhow::Result<()> {
+        if self.wait {
+            return follow_job(client, job["id"].as_str().unwrap_or_default(), self.json);
+        }
+        print_brief(job, self.json)
     }
-    print_brief(&job, args.json)
 }
 
 /// One line for a job a command changed (or the whole view with `--json`).

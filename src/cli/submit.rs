@@ -7,8 +7,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::client::Client;
-use super::jobs::follow_job;
-use super::serve::DaemonArgs;
+use super::jobs::{print_brief, FollowArgs};
 use crate::split::{Compression, OnMissing};
 
 #[derive(Debug, Args)]
@@ -51,17 +50,12 @@ pub struct SubmitArgs {
     /// must be in the daemon's webhooks.allowed_hosts.
     #[arg(long)]
     pub callback_url: Option<String>,
-    /// Follow the job until it ends, with a live progress bar.
-    #[arg(long)]
-    pub wait: bool,
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
-    pub daemon: DaemonArgs,
+    pub follow: FollowArgs,
 }
 
 pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
-    let client = Client::connect(&args.daemon)?;
+    let client = Client::connect(&args.follow.daemon)?;
     let sources = absolute(&args.sources)?;
     let mut body = json!({"sources": sources, "submit": !args.draft});
     if let Some(n) = args.max_part_bytes {
@@ -106,23 +100,13 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         body["labels"] = serde_json::Value::Object(labels);
     }
     let job = client.ok("POST", "/v1/jobs", Some(&body))?;
-    let id = job["id"].as_str().unwrap_or_default().to_owned();
-    if args.wait && !args.draft {
-        if !args.json {
-            eprintln!("job {id} submitted");
+    if args.follow.wait && !args.draft {
+        if !args.follow.json {
+            eprintln!("job {} submitted", job["id"].as_str().unwrap_or_default());
         }
-        return follow_job(&client, &id, args.json);
+        return args.follow.finish(&client, &job);
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&job)?);
-    } else {
-        println!(
-            "{id}  {}  {}",
-            job["status"].as_str().unwrap_or(""),
-            job["status_message"].as_str().unwrap_or("")
-        );
-    }
-    Ok(())
+    print_brief(&job, args.follow.json)
 }
 
 /// Sources as absolute paths: the daemon resolves them in its own directory.

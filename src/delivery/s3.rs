@@ -2,7 +2,8 @@
 //! an upload that is idempotent (an object already holding the same bytes, by
 //! size and the SHA-256 batchd stores in its metadata, is not sent again; a
 //! crash's half multipart upload to the key is aborted first), a HEAD to
-//! check what arrived, and the part recorded DELIVERED with its URL.
+//! check what arrived, and the part recorded DELIVERED with its URL. (With
+//! `keep_local = false` the HOOK task removes the local file after `on_part`.)
 
 use std::path::Path;
 
@@ -40,15 +41,10 @@ pub fn key(d: &DeliveryS3, job: &JobRow, part: &PartView) -> Result<String, Erro
 /// Uploads one published part unless it is recorded delivered already.
 pub fn deliver(store: &Store, config: &Config, job: &JobRow, part: &PartView) -> Result<(), Error> {
     let Some(d) = &config.delivery.s3 else { return Ok(()) };
-    let (job_id, source_n, n) = (job.id.clone(), part.source, part.n);
-    if store
-        .read(move |c| delivery::is_delivered(c, &job_id, source_n, n))
-        .map_err(|e| Error::Delivery {
-            message: format!("reading the part's delivery: {e}"),
-        })?
-    {
+    if part.delivery.as_deref() == Some("DELIVERED") {
         return Ok(());
     }
+    let (source_n, n) = (part.source, part.n);
     let (Some(bytes), Some(sha256)) = (part.bytes, part.sha256.clone()) else {
         return Err(Error::Delivery {
             message: format!("part {} of job {} is not written yet", part.n, job.id),
@@ -110,10 +106,5 @@ pub fn deliver(store: &Store, config: &Config, job: &JobRow, part: &PartView) ->
         .map_err(|e| Error::Delivery {
             message: format!("recording the delivery: {e}"),
         })?;
-    if !d.keep_local {
-        // Recorded first: a crash between leaves a delivered part on disk, never
-        // a removed part that is not recorded as delivered.
-        let _ = std::fs::remove_file(&part.path);
-    }
     Ok(())
 }

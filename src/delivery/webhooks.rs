@@ -19,6 +19,9 @@ use crate::config::Config;
 use crate::store::webhooks::{self as outbox, Attempt, Due, FeedEvent, NewDelivery};
 use crate::store::{jobs, views, Store, StoreResult};
 
+/// The shortest time between two looks at the feed and the outbox.
+const MIN_CYCLE: Duration = Duration::from_millis(200);
+
 /// The name deliveries to a job's own `callback_url` go by.
 const CALLBACK: &str = "callback";
 
@@ -66,7 +69,16 @@ impl Dispatcher {
     }
 
     pub fn run(self, stop: &crate::signals::Stop) {
+        let mut last = Instant::now() - MIN_CYCLE;
+        let mut busy = false;
         while !stop.is_set() {
+            // The bell rings on every write, many a second while parts are
+            // packed; when idle, looking at most this often keeps the feed
+            // reads bounded. A backlog is sent without pause.
+            if !busy {
+                stop.sleep(MIN_CYCLE.saturating_sub(last.elapsed()));
+            }
+            last = Instant::now();
             let seen = self.store.bell.generation();
             if let Err(e) = self.enqueue() {
                 tracing::error!("webhooks: queueing events: {e:#}");
@@ -84,7 +96,8 @@ impl Dispatcher {
                 }
                 Err(e) => tracing::error!("webhooks: reading the outbox: {e:#}"),
             }
-            if sent > 0 {
+            busy = sent > 0;
+            if busy {
                 continue;
             }
             let wait = self
@@ -122,12 +135,13 @@ impl Dispatcher {
 
     /// The outbox rows one event makes.
     fn deliveries(&self, c: &r2d2_sqlite::rusqlite::Connection, ev: &FeedEvent, stall: u64) -> StoreResult<Vec<NewDelivery>> {
-        let callback = match &ev.job_id {
-            Some(id) if !self.config.webhooks.allowed_hosts.is_empty() && ev.kind != "campaign.status" => {
-                jobs::job_for_task(c, id)?.and_then(|j| j.settings.callback_url)
-            }
+        // The job is read once: for its callback (when callbacks are
+        // possible) and for what a part.delivered payload says of it.
+        let job = match &ev.job_id {
+            Some(id) if ev.kind == "part.delivered" || !self.config.webhooks.allowed_hosts.is_empty() => jobs::job_for_task(c, id)?,
             _ => None,
         };
+        let callback = job.as_ref().and_then(|j| j.settings.callback_url.clone());
         let event_type = match ev.kind.as_str() {
             "campaign.status" => format!("campaign.{}", ev.data["status"].as_str().unwrap_or("").to_ascii_lowercase()),
             k => k.to_owned(),
@@ -153,7 +167,6 @@ impl Dispatcher {
             "part.delivered" => {
                 let id = ev.job_id.clone().unwrap_or_default();
                 let (source, n) = (ev.data["source"].as_i64().unwrap_or(1), ev.data["part"].as_i64().unwrap_or(0));
-                let job = jobs::job_for_task(c, &id)?;
                 json!({"job_id": id, "part": views::part(c, &id, source, n)?,
                        "name": job.as_ref().and_then(|j| j.about.name.clone()),
                        "external_ref": job.as_ref().and_then(|j| j.about.external_ref.clone()),

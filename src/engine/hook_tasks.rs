@@ -66,7 +66,10 @@ impl Engine {
         crate::delivery::s3::deliver(&self.store, &self.config, &job, &part)?;
         if !argv.is_empty() {
             // As delivered: with its object URL.
-            let part = self.store.read(|c| views::part(c, &task.job_id, source_n, n))?.unwrap_or(part);
+            let part = self
+                .store
+                .read(|c| views::part(c, &task.job_id, source_n, n))?
+                .unwrap_or_else(|| part.clone());
             let about = &job.about;
             // As the API writes a part that is not there yet: `null`.
             let or_null = |v: Option<String>| v.unwrap_or_else(|| "null".to_owned());
@@ -91,6 +94,12 @@ impl Engine {
         }
         let t = task.clone();
         self.store.write(move |tx| jobs::task_done(tx, t.id, &t.job_id))?;
+        if self.config.delivery.s3.as_ref().is_some_and(|d| !d.keep_local) {
+            // Only once the part is delivered and `on_part` has had it: a crash
+            // before this leaves a delivered part on disk, never a hook
+            // without its part.
+            let _ = std::fs::remove_file(&part.path);
+        }
         Ok(())
     }
 

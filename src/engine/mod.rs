@@ -120,8 +120,12 @@ pub fn retry_in(config: &Config, failure: Failure, attempts: u32) -> Option<f64>
         Failure::BadInput | Failure::Cancelled => None,
         Failure::Hook => (attempts < config.hooks.max_attempts).then(|| doubling(config.hooks.backoff_seconds)),
         Failure::Delivery => {
-            let d = config.delivery.s3.clone().unwrap_or_default();
-            (attempts < d.max_attempts).then(|| doubling(d.backoff_seconds).min(3600.0))
+            let (max, backoff) = config
+                .delivery
+                .s3
+                .as_ref()
+                .map_or((1, 0.0), |d| (d.max_attempts, d.backoff_seconds));
+            (attempts < max).then(|| doubling(backoff).min(3600.0))
         }
         Failure::Transient => (attempts < config.engine.max_attempts).then(|| {
             let e = &config.engine;

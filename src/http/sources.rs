@@ -44,7 +44,8 @@ impl Api {
         }
         let (mut out, mut expanded) = (Vec::new(), Vec::new());
         for s in raw {
-            if crate::objects::is_prefix(s) {
+            // A bucket prefix or a path glob: expanded now, the matches recorded.
+            let found = if crate::objects::is_prefix(s) {
                 let found = crate::objects::expand(&self.config, s, &selection).map_err(|e| fail(400, "SOURCE_NOT_FOUND", e))?;
                 if found.is_empty() {
                     return Err(fail(
@@ -53,27 +54,25 @@ impl Api {
                         format!("{s} holds no archive (.zip, .tar, .tar.gz, .tgz) that regex_filter and max_files admit"),
                     ));
                 }
-                expanded.push(serde_json::json!({"glob": s, "regex_filter": regex_filter, "max_files": max_files, "matched": found}));
-                out.extend(found);
-                continue;
-            }
-            if !crate::glob::is_glob(s) {
+                found
+            } else if crate::glob::is_glob(s) {
+                let found = crate::glob::expand(Path::new(s), &selection)
+                    .map_err(|e| fail(400, "SOURCE_NOT_FOUND", format!("{s}: listing its directory: {e}")))?;
+                if found.is_empty() {
+                    return Err(fail(
+                        400,
+                        "SOURCE_NOT_FOUND",
+                        format!(
+                            "{s} matched no file{}",
+                            if regex_filter.is_some() { " that regex_filter admits" } else { "" }
+                        ),
+                    ));
+                }
+                found.iter().map(|p| p.to_string_lossy().into_owned()).collect()
+            } else {
                 out.push(s.clone());
                 continue;
-            }
-            let found = crate::glob::expand(Path::new(s), &selection)
-                .map_err(|e| fail(400, "SOURCE_NOT_FOUND", format!("{s}: listing its directory: {e}")))?;
-            if found.is_empty() {
-                return Err(fail(
-                    400,
-                    "SOURCE_NOT_FOUND",
-                    format!(
-                        "{s} matched no file{}",
-                        if regex_filter.is_some() { " that regex_filter admits" } else { "" }
-                    ),
-                ));
-            }
-            let found: Vec<String> = found.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+            };
             expanded.push(serde_json::json!({"glob": s, "regex_filter": regex_filter, "max_files": max_files, "matched": found}));
             out.extend(found);
         }

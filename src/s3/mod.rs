@@ -65,7 +65,6 @@ pub enum S3Error {
 pub struct Object {
     pub key: String,
     pub size: u64,
-    pub etag: String,
     /// `x-amz-meta-sha256`, as batchd sets it on every part it delivers.
     pub sha256: Option<String>,
 }
@@ -81,12 +80,7 @@ type Reply = ureq::http::Response<ureq::Body>;
 
 impl Client {
     pub fn new(target: Target) -> Result<Client, String> {
-        let (scheme, host) = target
-            .endpoint
-            .trim_end_matches('/')
-            .split_once("://")
-            .filter(|(s, h)| matches!(*s, "http" | "https") && !h.is_empty() && !h.contains('/'))
-            .ok_or_else(|| format!("endpoint {:?} is not http(s)://host[:port]", target.endpoint))?;
+        let (scheme, host) = parse_endpoint(&target.endpoint)?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -103,10 +97,6 @@ impl Client {
             agent,
             target,
         })
-    }
-
-    pub fn bucket(&self) -> &str {
-        &self.target.bucket
     }
 
     /// Host and encoded path of `key` (an empty key: the bucket).
@@ -211,12 +201,10 @@ impl Client {
             return Ok(None);
         }
         let reply = Self::check("HeadObject", key, reply)?;
-        let h = |name: &str| reply.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         Ok(Some(Object {
             key: key.to_owned(),
-            size: h("content-length").and_then(|v| v.parse().ok()).unwrap_or(0),
-            etag: h("etag").unwrap_or_default(),
-            sha256: h("x-amz-meta-sha256"),
+            size: header(&reply, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0),
+            sha256: header(&reply, "x-amz-meta-sha256"),
         }))
     }
 
@@ -330,13 +318,7 @@ impl Client {
                     Some(ureq::SendBody::from_reader(&mut &*chunk)),
                 )?;
                 let reply = Self::check("UploadPart", key, reply)?;
-                let etag = reply
-                    .headers()
-                    .get("etag")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                etags.push((n, etag));
+                etags.push((n, header(&reply, "etag").unwrap_or_default()));
                 after_chunk();
                 offset += len as u64;
                 n += 1;
@@ -390,7 +372,7 @@ impl Client {
     }
 
     /// Aborts every unfinished multipart upload to exactly `key`.
-    pub fn abort_leftovers(&self, key: &str) -> Result<usize, S3Error> {
+    fn abort_leftovers(&self, key: &str) -> Result<usize, S3Error> {
         let mut n = 0;
         for (k, id) in self.multipart_uploads(key)? {
             if k == key {
@@ -402,7 +384,7 @@ impl Client {
     }
 
     /// Unfinished multipart uploads under `prefix`: (key, upload id).
-    pub fn multipart_uploads(&self, prefix: &str) -> Result<Vec<(String, String)>, S3Error> {
+    fn multipart_uploads(&self, prefix: &str) -> Result<Vec<(String, String)>, S3Error> {
         let query = vec![("uploads".to_owned(), String::new()), ("prefix".to_owned(), prefix.to_owned())];
         let reply = self.send("ListMultipartUploads", "GET", "", &query, &[], sigv4::EMPTY_SHA256, None)?;
         let text = Self::body_text("ListMultipartUploads", prefix, Self::check("ListMultipartUploads", prefix, reply)?)?;
@@ -428,7 +410,6 @@ impl Client {
                     out.push(Object {
                         key,
                         size: xml::first(&c, "Size").and_then(|s| s.parse().ok()).unwrap_or(0),
-                        etag: xml::first(&c, "ETag").unwrap_or_default(),
                         sha256: None,
                     });
                 }
@@ -442,22 +423,12 @@ impl Client {
     }
 
     /// Downloads `key` into `dest` (written in place; the caller renames).
-    /// Returns the bytes written and the object's ETag.
-    pub fn download(&self, key: &str, dest: &Path) -> Result<(u64, String), S3Error> {
+    /// Returns the bytes written.
+    pub fn download(&self, key: &str, dest: &Path) -> Result<u64, S3Error> {
         let local = |action, source| S3Error::local(dest, action, source);
         let reply = self.send("GetObject", "GET", key, &[], &[], sigv4::EMPTY_SHA256, None)?;
         let reply = Self::check("GetObject", key, reply)?;
-        let etag = reply
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let expected: Option<u64> = reply
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let expected: Option<u64> = header(&reply, "content-length").and_then(|v| v.parse().ok());
         let mut out = File::create(dest).map_err(|e| local("creating", e))?;
         let mut body = reply.into_body();
         let mut reader = body.with_config().limit(u64::MAX).reader();
@@ -483,7 +454,7 @@ impl Client {
                 detail: format!("the body ended after {written} of {} bytes", expected.unwrap_or(0)),
             });
         }
-        Ok((written, etag))
+        Ok(written)
     }
 }
 
@@ -505,6 +476,20 @@ impl S3Error {
             S3Error::Local { .. } => false,
         }
     }
+}
+
+/// `(scheme, host[:port])` of an endpoint `http(s)://host[:port]`.
+pub fn parse_endpoint(endpoint: &str) -> Result<(&str, &str), String> {
+    endpoint
+        .trim_end_matches('/')
+        .split_once("://")
+        .filter(|(s, h)| matches!(*s, "http" | "https") && !h.is_empty() && !h.contains('/'))
+        .ok_or_else(|| format!("endpoint {endpoint:?} is not http(s)://host[:port]"))
+}
+
+/// A response header as text.
+fn header(reply: &Reply, name: &str) -> Option<String> {
+    reply.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 /// Now, as `x-amz-date` wants it (chrono here has no clock of its own).

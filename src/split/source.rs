@@ -162,6 +162,9 @@ fn outer_compression(head: &[u8]) -> Option<(&'static str, &'static str)> {
     KNOWN.iter().find(|(magic, _, _)| head.starts_with(magic)).map(|&(_, f, t)| (f, t))
 }
 
+/// The file-name endings of archive sources, longest first.
+pub const ARCHIVE_SUFFIXES: [&str; 4] = [".tar.gz", ".tgz", ".tar", ".zip"];
+
 /// The part-name stem: the file name without its archive extensions.
 pub fn stem(path: &Path) -> String {
     let name = path
@@ -169,7 +172,7 @@ pub fn stem(path: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "source".into());
     let lower = name.to_ascii_lowercase();
-    for ext in [".tar.gz", ".tgz", ".tar", ".zip"] {
+    for ext in ARCHIVE_SUFFIXES {
         if lower.ends_with(ext) && lower.len() > ext.len() {
             return name[..name.len() - ext.len()].to_owned();
         }

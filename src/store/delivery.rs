@@ -45,13 +45,3 @@ pub fn part_delivered(tx: &Tx, d: &Delivered) -> StoreResult<()> {
     }
     Ok(())
 }
-
-/// Whether a part is recorded DELIVERED.
-pub fn is_delivered(conn: &r2d2_sqlite::rusqlite::Connection, job_id: &str, source_n: i64, n: i64) -> StoreResult<bool> {
-    let v: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM parts WHERE job_id = ?1 AND source_n = ?2 AND n = ?3 AND delivery = 'DELIVERED'",
-        params![job_id, source_n, n],
-        |r| r.get(0),
-    )?;
-    Ok(v > 0)
-}

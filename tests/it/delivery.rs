@@ -74,6 +74,14 @@ fn sha256_hex(data: &[u8]) -> String {
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
 }
 
+/// A Garage server, with its key in this process's environment, where the
+/// in-process daemon reads its credentials.
+fn garage() -> Garage {
+    std::env::set_var("AWS_ACCESS_KEY_ID", KEY_ID);
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
+    Garage::start()
+}
+
 fn with_garage(c: &mut batchd::config::Config, g: &Garage, key: &str) {
     let parsed = batchd::config::Config::parse(&g.toml(&format!(
         "key = \"{key}\"\nmultipart_threshold_mib = 5\npart_size_mib = 5\nbackoff_seconds = 0.2\nmax_attempts = 9"
@@ -91,9 +99,7 @@ fn job_with_parts(d: &impl Api, id: &str) -> Value {
 
 #[test]
 fn a_jobs_twenty_parts_are_delivered_with_their_checksums() {
-    let g = Garage::start();
-    std::env::set_var("AWS_ACCESS_KEY_ID", KEY_ID);
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
+    let g = garage();
     let rcv = Receiver::start(crate::webhooks::WHSEC, 0);
     let url = rcv.url("/parts");
     let d = Daemon::with(|c| {
@@ -184,9 +190,7 @@ fn a_daemon_killed_mid_upload_delivers_every_part_exactly_once() {
 
 #[test]
 fn deliveries_wait_out_a_stopped_server_and_finish_when_it_is_back() {
-    let mut g = Garage::start();
-    std::env::set_var("AWS_ACCESS_KEY_ID", KEY_ID);
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
+    let mut g = garage();
     let d = Daemon::with(|c| with_garage(c, &g, "{job}/{file}"));
     let src = delivery_source(&d.data_dir().join("in"));
     g.stop();
@@ -215,9 +219,7 @@ fn deliveries_wait_out_a_stopped_server_and_finish_when_it_is_back() {
 
 #[test]
 fn an_s3_source_splits_like_the_same_file_on_disk() {
-    let g = Garage::start();
-    std::env::set_var("AWS_ACCESS_KEY_ID", KEY_ID);
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
+    let g = garage();
     let env = Env::new();
     let zip = env.archive("zip", "export.zip", &numbered(30, 2000));
     let tgz = env.archive("tar.gz", "other.tar.gz", &numbered(12, 500));
@@ -292,9 +294,7 @@ fn an_s3_source_splits_like_the_same_file_on_disk() {
 
 #[test]
 fn with_keep_local_off_a_delivered_part_leaves_only_the_object() {
-    let g = Garage::start();
-    std::env::set_var("AWS_ACCESS_KEY_ID", KEY_ID);
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
+    let g = garage();
     let env = Env::new();
     let d = Daemon::with(|c| {
         with_garage(c, &g, "{job}/{file}");

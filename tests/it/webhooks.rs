@@ -33,6 +33,21 @@ fn about(r: &Receiver, job: &str) -> Vec<Value> {
         .collect()
 }
 
+/// `GET /v1/webhooks/deliveries?job=ID` once the daemon has recorded the
+/// delivery as taken (the receiver logs before it answers, the daemon
+/// records after the answer).
+fn deliveries_once_taken(d: &Daemon, job: &str) -> Value {
+    let mut listed = Value::Null;
+    wait_for(
+        || {
+            listed = d.get(&format!("/v1/webhooks/deliveries?job={job}")).json;
+            listed["deliveries"][0]["state"] == "DELIVERED"
+        },
+        Duration::from_secs(10),
+    );
+    listed
+}
+
 fn statuses(reqs: &[Value]) -> Vec<u64> {
     reqs.iter().map(|q| q["status"].as_u64().unwrap()).collect()
 }
@@ -64,15 +79,7 @@ fn a_webhook_is_signed_and_retried_until_taken_once_also_across_a_restart() {
         3,
         "the list of parts made: {event}"
     );
-    // The receiver logs before it answers; the daemon records after the answer.
-    let mut listed = Value::Null;
-    wait_for(
-        || {
-            listed = d.get(&format!("/v1/webhooks/deliveries?job={id}")).json;
-            listed["deliveries"][0]["state"] == "DELIVERED"
-        },
-        Duration::from_secs(10),
-    );
+    let listed = deliveries_once_taken(&d, &id);
     let del = &listed["deliveries"][0];
     assert_eq!(
         (del["state"].as_str(), del["attempts"].as_i64()),
@@ -103,14 +110,7 @@ fn a_webhook_is_signed_and_retried_until_taken_once_also_across_a_restart() {
     let reqs = about(&rcv, &id2);
     assert_eq!(statuses(&reqs), [500, 500, 500, 200], "{reqs:?}");
     assert!(reqs.iter().all(|q| q["id"] == reqs[0]["id"]));
-    let mut listed = Value::Null;
-    wait_for(
-        || {
-            listed = d.get(&format!("/v1/webhooks/deliveries?job={id2}")).json;
-            listed["deliveries"][0]["state"] == "DELIVERED"
-        },
-        Duration::from_secs(10),
-    );
+    let listed = deliveries_once_taken(&d, &id2);
     assert_eq!(
         listed["deliveries"][0]["attempts"], 4,
         "attempts are kept across the restart: {listed}"
